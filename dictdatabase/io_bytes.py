@@ -1,0 +1,652 @@
+"""Raw bytes of database files, written so that no reader ever sees a torn file.
+
+Guarantees of this module (it takes no lock files; ``io_safe`` does that):
+
+- :func:`replace_data` writes a temporary file in the database's private folder and
+  ``os.replace``\\s it over the data file: a reader sees the old or the new file, never a mix.
+  The other form (``.json``/``.ddb``) is removed only after the switch.
+- :func:`splice_data` changes a byte range of a large plain file in place. It first writes
+  a redo journal (target inode, offset, new size, payload, crc32), then applies it while
+  holding an exclusive ``flock`` on the data file, then removes the journal. A crash leaves
+  either an incomplete journal (the data file was not touched yet: the journal is dropped)
+  or a complete one, which :func:`recover_journal` applies again (applying is idempotent).
+- :class:`DataFile` is a consistent view for readers: it holds a shared ``flock`` on the
+  open file, so an in-place change cannot run while it reads, and a replace does not affect
+  the inode it opened. If it finds a journal whose writer died, it raises
+  :class:`JournalPending`; the caller must take the write lock and call
+  :func:`recover_journal`.
+
+With ``config.use_fsync`` every temporary file, journal, data file and folder involved is
+fsynced, so acknowledged writes also survive power loss. Without it they survive any
+process crash, but the operating system may lose the last writes on power loss.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import errno
+import fcntl
+import gzip
+import lzma
+import mmap
+import os
+import time
+import zlib
+from typing import Callable, ContextManager, Iterator, NamedTuple, Optional, Tuple
+
+import orjson
+
+from . import utils
+from .configuration import config
+from . import errors
+from .errors import CorruptedFileError, LockError
+
+__all__ = [
+    "DataFile",
+    "FileIdentity",
+    "JournalPending",
+    "compress",
+    "decompress",
+    "open_data",
+    "read",
+    "recover_journal",
+    "replace_data",
+    "splice_data",
+    "write",
+]
+
+#: Below this size a length-changing splice always copies the file (cheap, no journal).
+IN_PLACE_MIN_BYTES = 1 << 20
+#: Files at least this large are scanned through mmap instead of being read whole.
+MMAP_MIN_BYTES = 8 << 20
+#: How long readers wait when they see both forms of a file (a conversion in progress).
+_BOTH_FORMS_GRACE = 0.2
+_COPY_CHUNK = 8 << 20
+_FlockFence = Callable[[], ContextManager[object]]
+
+
+class FileIdentity(NamedTuple):
+    """What changes whenever a data file changes: inode, size and mtime in nanoseconds.
+
+    Writers replace files (new inode) or bump the mtime to a strictly larger value after an
+    in-place change, so a cached index tied to an identity is never used on changed bytes
+    written by this library. Edits by other programs are caught by the index's checksums.
+    """
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> FileIdentity:
+        return cls(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class JournalPending(Exception):  # noqa: N818 - an internal signal, not an error for users
+    """A writer died while changing a file in place; recover before reading."""
+
+
+def _no_fence() -> ContextManager[object]:
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------
+# Compression
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_BZ2_MAGIC = b"BZh"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def compress(data: bytes) -> bytes:
+    """Compress with zlib (the format of ``.ddb`` files)."""
+    return zlib.compress(data)
+
+
+def decompress(data: bytes, path: str = "<bytes>") -> bytes:
+    """Decompress ``data``, detecting zlib, gzip, bz2 or xz by its magic bytes.
+
+    Data without a known magic is returned unchanged if it looks like JSON. Raises
+    :class:`errors.CorruptedFileError` naming ``path`` otherwise.
+    """
+    try:
+        if len(data) >= 2 and data[0] == 0x78 and (data[0] << 8 | data[1]) % 31 == 0:
+            return zlib.decompress(data)
+        if data.startswith(_GZIP_MAGIC):
+            return gzip.decompress(data)
+        if data.startswith(_BZ2_MAGIC):
+            return bz2.decompress(data)
+        if data.startswith(_XZ_MAGIC):
+            return lzma.decompress(data)
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as error:
+        raise CorruptedFileError(path, f"invalid compressed data: {error}") from None
+    if data[:1] in (b"{", b"[", b'"', b" ", b"\n", b"\t", b"\r") or data[:1].isdigit():
+        return data
+    raise CorruptedFileError(path, "unknown compression format")
+
+
+# ---------------------------------------------------------------------------------------
+# Kernel locks on open files
+
+
+def flock_wait(fd: int, operation: int, timeout: float, what: str) -> None:
+    """Take ``flock(fd, operation)``, polling with capped backoff, for at most ``timeout`` s."""
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        time.sleep(delay)
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                msg = f"timed out after {timeout} s waiting for the file lock of {what}"
+                raise LockError(msg) from None
+            delay = min(delay * 2, 0.02)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+class DataFile:
+    """An open, consistent view of one database file (see the module docstring).
+
+    ``identity`` is taken after the shared lock, so it describes exactly the bytes this view
+    reads. Use it as a context manager, or call :meth:`close`.
+    """
+
+    __slots__ = ("compressed", "fd", "files", "identity", "path")
+
+    def __init__(self, files: utils.DbFiles, fd: int, path: str, identity: FileIdentity) -> None:
+        self.files = files
+        self.fd = fd
+        self.path = path
+        self.identity = identity
+        self.compressed = path == files.ddb
+
+    def read_raw(self) -> bytes:
+        """The file's bytes as stored (compressed for ``.ddb``)."""
+        return _pread_exact(self.fd, 0, self.identity.size)
+
+    def read_all(self) -> bytes:
+        """The file's JSON bytes (decompressed for ``.ddb``)."""
+        raw = self.read_raw()
+        return decompress(raw, self.path) if self.compressed else raw
+
+    def pread(self, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a plain file."""
+        return _pread_exact(self.fd, start, end - start)
+
+    @contextlib.contextmanager
+    def scan_view(self) -> Iterator[Tuple[object, Callable[[int], None]]]:
+        """Yield ``(buffer, release)`` for scanning the JSON bytes.
+
+        Large plain files are mapped, and ``release(upto)`` drops the mapped pages before
+        ``upto`` from this process, so a scan of a huge file keeps memory flat.
+        """
+        if self.compressed or self.identity.size < MMAP_MIN_BYTES:
+            yield self.read_all(), _ignore_release
+            return
+        view = mmap.mmap(self.fd, self.identity.size, access=mmap.ACCESS_READ)
+
+        def release(upto: int) -> None:
+            aligned = upto - upto % mmap.PAGESIZE
+            if aligned > 0 and hasattr(view, "madvise"):
+                view.madvise(mmap.MADV_DONTNEED, 0, aligned)
+
+        try:
+            yield view, release
+        finally:
+            with contextlib.suppress(BufferError):  # a live regex iterator still holds it
+                view.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            utils.untrack_lock_fd(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> DataFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _ignore_release(upto: int) -> None:
+    """Nothing to release for data that was read into memory."""
+
+
+def _pread_exact(fd: int, offset: int, length: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    parts = [data]
+    done = len(data)
+    while done < length:
+        chunk = os.pread(fd, length - done, offset + done)
+        if not chunk:
+            break
+        parts.append(chunk)
+        done += len(chunk)
+    return b"".join(parts)
+
+
+def _open_if_exists(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return -1
+
+
+def open_data(files: utils.DbFiles, *, shared: bool = True, timeout: float = 60.0) -> Optional[DataFile]:
+    """Open the database file for a consistent read, or return ``None`` when it is missing.
+
+    With ``shared`` (the default) the view holds a shared ``flock`` and checks for a journal
+    left by a dead writer (raising :class:`JournalPending`). ``shared=False`` reads whatever
+    is there, without waiting (for recovery tools).
+    Raises :class:`errors.FileExistsError` when both ``.json`` and ``.ddb`` exist.
+    """
+    deadline = time.monotonic() + _BOTH_FORMS_GRACE
+    while True:
+        json_fd = _open_if_exists(files.json)
+        ddb_fd = _open_if_exists(files.ddb)
+        if json_fd < 0 or ddb_fd < 0:
+            break
+        os.close(json_fd)
+        os.close(ddb_fd)
+        # A writer converting between the forms removes the old one right after the switch.
+        if time.monotonic() >= deadline:
+            msg = (
+                f"Database {files.name!r} exists both as {files.json!r} and as {files.ddb!r}. "
+                "Keep the current one (usually the newer) and delete the other"
+            )
+            raise errors.FileExistsError(msg)
+        time.sleep(0.002)
+    if json_fd < 0 and ddb_fd < 0:
+        return None
+    fd, path = (json_fd, files.json) if json_fd >= 0 else (ddb_fd, files.ddb)
+    utils.track_lock_fd(fd)
+    try:
+        if shared:
+            flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
+            if _journal_blocks_readers(files):
+                raise JournalPending(files.name)
+        return DataFile(files, fd, path, FileIdentity.of(os.fstat(fd)))
+    except BaseException:
+        utils.untrack_lock_fd(fd)
+        os.close(fd)
+        raise
+
+
+def read(db_name: str, start: Optional[int] = None, end: Optional[int] = None) -> bytes:
+    """Return the JSON bytes of a database (decompressed), or the slice ``[start:end]``.
+
+    Raises ``FileNotFoundError`` when the database does not exist. Takes no lock file; the
+    bytes are a consistent snapshot.
+    """
+    files = utils.db_files(db_name)
+    data_file = open_data(files)
+    if data_file is None:
+        msg = f"Database {files.name!r} does not exist (looked for {files.json!r} and {files.ddb!r})"
+        raise errors.FileNotFoundError(msg)
+    with data_file:
+        if not data_file.compressed and (start is not None or end is not None):
+            size = data_file.identity.size
+            lo, hi, _ = slice(start, end).indices(size)
+            return data_file.pread(lo, max(lo, hi))
+        return data_file.read_all()[start:end]
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def write(db_name: str, data: bytes, start: Optional[int] = None) -> None:
+    """Write ``data`` as the database's JSON bytes, atomically.
+
+    Without ``start`` the file is replaced, compressed if ``config.use_compression`` is set.
+    With ``start`` the first ``start`` bytes are kept and everything after them is replaced
+    by ``data`` (the file is truncated there); this needs an existing plain file, and raises
+    ``RuntimeError`` for a compressed one. Takes no lock file (``io_safe`` does).
+    """
+    files = utils.db_files(db_name)
+    if start is None:
+        replace_data(files, data, compressed=config.use_compression)
+        return
+    data_file = open_data(files)
+    if data_file is None:
+        msg = f"Database {files.name!r} does not exist, so nothing can be kept before start={start}"
+        raise errors.FileNotFoundError(msg)
+    with data_file:
+        if data_file.compressed:
+            msg = f"Cannot write at start={start} into the compressed file {data_file.path!r}"
+            raise RuntimeError(msg)
+        prefix = data_file.pread(0, min(start, data_file.identity.size))
+    replace_data(files, prefix + data, compressed=False)
+
+
+def replace_data(
+    files: utils.DbFiles, payload: bytes, *, compressed: bool, fence: _FlockFence = _no_fence
+) -> FileIdentity:
+    """Atomically make ``payload`` the database's JSON bytes; return the new identity.
+
+    The temporary file is written before ``fence()`` is entered; inside it only the rename
+    and the removal of the other form happen.
+    """
+    target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
+    stored = compress(payload) if compressed else payload
+    temp, identity = _write_new_file(files.private, stored)
+    try:
+        with fence():
+            _replace(temp, target)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(other)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    if config.use_fsync:
+        _fsync_dir(os.path.dirname(target))
+    return identity
+
+
+def delete_data(files: utils.DbFiles, fence: _FlockFence = _no_fence) -> bool:
+    """Remove both forms of the data file plus index and journal; tell whether data existed."""
+    removed = False
+    with fence():
+        for path in (files.json, files.ddb):
+            try:
+                os.unlink(path)
+                removed = True
+            except FileNotFoundError:
+                pass
+        for path in (files.index, files.journal):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    if removed and config.use_fsync:
+        _fsync_dir(os.path.dirname(files.json))
+    return removed
+
+
+def write_private_file(files: utils.DbFiles, path: str, data: bytes) -> None:
+    """Atomically replace a file in the private folder (used for the index)."""
+    temp, _ = _write_new_file(files.private, data)
+    try:
+        _replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def splice_data(
+    data_file: DataFile,
+    value_start: int,
+    value_end: int,
+    new_bytes: bytes,
+    *,
+    fence: _FlockFence = _no_fence,
+    timeout: float = 60.0,
+) -> FileIdentity:
+    """Replace bytes ``[value_start, value_end)`` of an open plain file; return the new identity.
+
+    Same-length changes, and length changes in the back half of a file of at least
+    ``IN_PLACE_MIN_BYTES``, are done in place through the journal (only the bytes from
+    ``value_start`` on are written). Other changes write a new file (prefix and suffix are
+    copied by the kernel) and replace the old one. The caller must hold the write lock.
+    """
+    size = data_file.identity.size
+    suffix_length = size - value_end
+    same_length = len(new_bytes) == value_end - value_start
+    if same_length or (size >= IN_PLACE_MIN_BYTES and value_start > suffix_length):
+        payload = new_bytes if same_length else new_bytes + data_file.pread(value_end, size)
+        new_size = size if same_length else value_start + len(payload)
+        with fence():
+            _write_journal(data_file, value_start, new_size, payload)
+            identity = _apply_in_place(data_file.path, data_file.identity.inode, value_start, new_size, payload, timeout)
+            os.unlink(data_file.files.journal)
+        return identity
+    temp, identity = _write_spliced_copy(data_file, value_start, value_end, new_bytes)
+    try:
+        with fence():
+            _replace(temp, data_file.path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    if config.use_fsync:
+        _fsync_dir(os.path.dirname(data_file.path))
+    return identity
+
+
+def _write_spliced_copy(data_file: DataFile, start: int, end: int, middle: bytes) -> Tuple[str, FileIdentity]:
+    temp = utils.temp_path(data_file.files.private)
+    fd = _create_exclusive(temp)
+    try:
+        _copy_range(data_file.fd, fd, 0, start)
+        _write_all(fd, middle)
+        _copy_range(data_file.fd, fd, end, data_file.identity.size - end)
+        if config.use_fsync:
+            os.fsync(fd)
+        identity = FileIdentity.of(os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    os.close(fd)
+    return temp, identity
+
+
+def _copy_range(source_fd: int, target_fd: int, offset: int, length: int) -> None:
+    """Append ``length`` bytes of ``source_fd`` from ``offset`` to ``target_fd``."""
+    copy_file_range = getattr(os, "copy_file_range", None)
+    while length > 0:
+        if copy_file_range is not None:
+            try:
+                copied = copy_file_range(source_fd, target_fd, length, offset)
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                copy_file_range = None
+                continue
+        else:
+            chunk = os.pread(source_fd, min(length, _COPY_CHUNK), offset)
+            _write_all(target_fd, chunk)
+            copied = len(chunk)
+        if copied == 0:
+            msg = "the data file shrank while it was being copied"
+            raise OSError(msg)
+        offset += copied
+        length -= copied
+
+
+# ---------------------------------------------------------------------------------------
+# The redo journal of in-place changes
+
+
+def _write_journal(data_file: DataFile, offset: int, new_size: int, payload: bytes) -> None:
+    header = orjson.dumps(
+        {
+            "inode": data_file.identity.inode,
+            "offset": offset,
+            "size": new_size,
+            "length": len(payload),
+            "crc32": zlib.crc32(payload),
+            "pid": os.getpid(),
+            "token": utils.own_process_token(),
+        }
+    )
+    fd = _open_creating_folder(data_file.files.journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        _write_all(fd, header + b"\n")
+        _write_all(fd, payload)
+        if config.use_fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if config.use_fsync:
+        _fsync_dir(data_file.files.private)
+
+
+def _apply_in_place(
+    path: str, inode: int, offset: int, new_size: int, payload: bytes, timeout: float
+) -> FileIdentity:
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    utils.track_lock_fd(fd)
+    try:
+        flock_wait(fd, fcntl.LOCK_EX, timeout, repr(path))
+        before = os.fstat(fd)
+        if before.st_ino != inode:
+            msg = f"{path!r} was replaced while a journaled write was applied"
+            raise RuntimeError(msg)
+        written = 0
+        view = memoryview(payload)
+        while written < len(payload):
+            written += os.pwrite(fd, view[written:], offset + written)
+        if before.st_size != new_size:
+            os.ftruncate(fd, new_size)
+        # Give the change a strictly newer mtime, so every cached identity becomes stale
+        # even when the clock is coarse or the size is unchanged.
+        mtime = max(time.time_ns(), before.st_mtime_ns + 1)
+        os.utime(fd, ns=(before.st_atime_ns, mtime))
+        if config.use_fsync:
+            os.fsync(fd)
+        return FileIdentity.of(os.fstat(fd))
+    finally:
+        utils.untrack_lock_fd(fd)
+        os.close(fd)
+
+
+def _read_journal(path: str) -> Optional[Tuple[dict, bytes]]:
+    """Return ``(header, payload)`` of a complete journal, or ``None`` for an incomplete one."""
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read()
+    except FileNotFoundError:
+        return None
+    header_end = content.find(b"\n")
+    try:
+        header = orjson.loads(content[:header_end]) if header_end > 0 else None
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict):
+        return None
+    payload = content[header_end + 1 :]
+    if len(payload) != header.get("length") or zlib.crc32(payload) != header.get("crc32"):
+        return None
+    return header, payload
+
+
+def _journal_blocks_readers(files: utils.DbFiles) -> bool:
+    """True when a journal exists whose writer is dead (the file may be half-changed)."""
+    try:
+        with open(files.journal, "rb") as handle:
+            first_line = handle.readline(4096)
+    except FileNotFoundError:
+        return False
+    try:
+        header = orjson.loads(first_line)
+        return not utils.process_is_alive(int(header["pid"]), str(header["token"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return True  # the writer died while writing the header
+
+
+def recover_journal(files: utils.DbFiles, timeout: float = 60.0) -> bool:
+    """Finish or drop the in-place write a dead writer left behind. Caller holds the write lock.
+
+    Returns ``True`` when a journal was applied.
+    """
+    if not os.path.exists(files.journal):
+        return False
+    journal = _read_journal(files.journal)
+    applied = False
+    if journal is not None:
+        header, payload = journal
+        try:
+            inode = os.stat(files.json).st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode == header["inode"]:
+            _apply_in_place(files.json, inode, header["offset"], header["size"], payload, timeout)
+            applied = True
+    os.unlink(files.journal)
+    utils.logger.warning(
+        "%s the interrupted in-place write of database %r",
+        "Finished" if applied else "Dropped",
+        files.name,
+    )
+    return applied
+
+
+# ---------------------------------------------------------------------------------------
+# Small file-system helpers
+
+
+def _create_exclusive(path: str) -> int:
+    return _open_creating_folder(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+
+
+def _open_creating_folder(path: str, flags: int) -> int:
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o644)
+
+
+def _write_new_file(folder: str, data: bytes) -> Tuple[str, FileIdentity]:
+    temp = utils.temp_path(folder)
+    fd = _create_exclusive(temp)
+    try:
+        _write_all(fd, data)
+        if config.use_fsync:
+            os.fsync(fd)
+        identity = FileIdentity.of(os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    os.close(fd)
+    return temp, identity
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _replace(source: str, target: str) -> None:
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        if not os.path.exists(source):
+            raise
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(source, target)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync folders; the data itself was synced
+    finally:
+        os.close(fd)

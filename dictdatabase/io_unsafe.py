@@ -1,0 +1,322 @@
+"""JSON encoding and decoding, full and partial reads and writes. Takes no lock files.
+
+The callers (``io_safe``, ``sessions``) hold the locks. Functions here guarantee:
+
+- Serialisation happens before any byte on disk changes, and errors become
+  :class:`errors.SerializationError`.
+- Files are canonical (DECISIONS.md, ruling 3): a key write leaves the file byte-identical
+  to a full write of the same data with the current settings. A key write splices the new
+  value's bytes into the file only when the index says this library wrote the file in the
+  current format; otherwise it rewrites the file once (which makes it canonical).
+- Unreadable JSON or compressed data raises :class:`errors.CorruptedFileError`.
+
+Files smaller than :data:`SMALL_FILE_BYTES` are parsed whole on a key read: orjson parses
+them faster than any index lookup would pay off. Larger files go through the index.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any, Callable, ContextManager, NamedTuple, Optional, Tuple
+
+import orjson
+
+from . import indexing, io_bytes, utils
+from .configuration import config
+from . import errors
+from .errors import CorruptedFileError, KeyNotFoundError, SerializationError
+from .indexing import FileFormat, IndexEntry, IndexState
+from .io_bytes import DataFile
+
+__all__ = [
+    "SMALL_FILE_BYTES",
+    "PartialFileHandle",
+    "current_format",
+    "deserialize",
+    "get_partial_file_handle",
+    "partial_read",
+    "partial_write",
+    "read",
+    "serialize",
+    "serialize_value",
+    "write",
+]
+
+#: Key reads of smaller files parse the whole file; larger files use the index.
+SMALL_FILE_BYTES = 64 * 1024
+
+#: Returned by :func:`lookup` for a missing file or key (``None`` is a stored ``null``).
+MISSING = object()
+_Fence = Callable[[], ContextManager[object]]
+
+
+def _no_fence() -> ContextManager[object]:
+    import contextlib  # noqa: PLC0415 - tiny, only for the default argument
+
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------------
+# Encoding
+
+
+def current_format() -> FileFormat:
+    """The format a write produces with the current settings."""
+    indent = config.indent
+    if config.use_orjson:
+        return ("orjson", "  " if indent else None)
+    if indent is None:
+        return ("json", None)
+    return ("json", " " * indent if isinstance(indent, int) else indent)
+
+
+def serialize(data: Any) -> bytes:
+    """The canonical bytes of ``data`` with the current settings.
+
+    Raises :class:`errors.SerializationError` for data JSON cannot hold (sets, non-``str``
+    keys, NaN or infinity with the json module, ...). With orjson, NaN and infinity are
+    written as ``null``, as orjson does.
+    """
+    try:
+        if config.use_orjson:
+            option = orjson.OPT_SORT_KEYS | (orjson.OPT_INDENT_2 if config.indent else 0)
+            return orjson.dumps(data, option=option)
+        _reject_non_str_keys(data)
+        return json.dumps(data, indent=config.indent, sort_keys=True, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
+        raise SerializationError(f"Cannot store this data as JSON: {error}. Nothing was written") from None
+
+
+def serialize_value(value: Any, file_format: FileFormat) -> bytes:
+    """The bytes of a top-level value exactly as a full write in ``file_format`` has them."""
+    encoder, unit = file_format
+    try:
+        if encoder == "orjson":
+            if unit is None:
+                return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+            encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+            return encoded.replace(b"\n", b"\n  ")
+        _reject_non_str_keys(value)
+        text = json.dumps(value, indent=unit, sort_keys=True, allow_nan=False)
+        if unit:
+            text = text.replace("\n", "\n" + unit)
+        return text.encode("utf-8")
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
+        raise SerializationError(f"Cannot store this value as JSON: {error}. Nothing was written") from None
+
+
+def _reject_non_str_keys(data: Any) -> None:
+    """The json module silently turns ``1`` into ``"1"``; refuse, as orjson does."""
+    try:
+        orjson.dumps(data)
+    except TypeError as error:
+        if "key must be str" in str(error):
+            raise TypeError("dict keys must be str") from None
+        # Anything else orjson dislikes (big integers, ...) is for the json module to judge.
+
+
+def deserialize(raw: bytes, path: str) -> Any:
+    """Parse JSON bytes; raise :class:`errors.CorruptedFileError` naming ``path``."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        first_error = error
+    try:
+        # The json module also accepts escaped lone surrogates, which orjson refuses.
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    if not raw.strip():
+        raise CorruptedFileError(path, "the file is empty") from None
+    raise CorruptedFileError(path, f"invalid JSON: {first_error}", pos=getattr(first_error, "pos", 0)) from None
+
+
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+def _decode_file(data_file: DataFile) -> Any:
+    return deserialize(data_file.read_all(), data_file.path)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+def read(db_name: str, *, shared: bool = True) -> Any:
+    """The whole database, or ``None`` when the file does not exist."""
+    files = utils.db_files(db_name)
+    data_file = io_bytes.open_data(files, shared=shared)
+    if data_file is None:
+        return None
+    with data_file:
+        return _decode_file(data_file)
+
+
+def partial_read(db_name: str, key: str, *, shared: bool = True) -> Any:
+    """The value of top-level ``key``, or ``None`` when the file or the key is missing."""
+    value = lookup(utils.db_files(db_name), key, shared=shared)
+    return None if value is MISSING else value
+
+
+def key_exists(db_name: str, key: str) -> bool:
+    """Whether the file exists and has top-level ``key`` (a stored ``null`` counts)."""
+    return lookup(utils.db_files(db_name), key) is not MISSING
+
+
+def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
+    """The value of ``key``, or the sentinel ``MISSING``."""
+    data_file = io_bytes.open_data(files, shared=shared)
+    if data_file is None:
+        return MISSING
+    with data_file:
+        return _lookup_in(data_file, key)
+
+
+def _lookup_in(data_file: DataFile, key: str) -> Any:
+    if data_file.identity.size < SMALL_FILE_BYTES:
+        data = _decode_file(data_file)
+        return data.get(key, MISSING) if isinstance(data, dict) else MISSING
+    source = data_file.read_all() if data_file.compressed else None
+    for attempt in range(2):
+        state = _index_of(data_file, rebuild=attempt > 0)
+        entry = state.entries.get(key)
+        if entry is None:
+            return MISSING
+        raw = source[entry.start : entry.end] if source is not None else data_file.pread(entry.start, entry.end)
+        if zlib.crc32(raw) == entry.value_hash:
+            return deserialize(raw, data_file.path)
+        utils.logger.info("Index of %r did not match the file (edited elsewhere?); rebuilding", data_file.path)
+    msg = f"the index of {data_file.path!r} does not match right after a rebuild"
+    raise RuntimeError(msg)
+
+
+def _index_of(data_file: DataFile, *, rebuild: bool = False) -> IndexState:
+    """The complete index of this file state, built by one scan if needed."""
+    state = None if rebuild else indexing.current_state(data_file.files, data_file.identity)
+    if state is not None and state.entries is not None:
+        return state
+    known_format = state.file_format if state is not None else None
+    try:
+        return indexing.build(data_file, known_format)
+    except ValueError as error:
+        # The scan found no valid object; let the JSON parser name the exact problem.
+        data = _decode_file(data_file)
+        if not isinstance(data, dict):
+            return IndexState(data_file.identity, None, {})
+        raise CorruptedFileError(data_file.path, str(error)) from None
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def write(db_name: str, data: Any, *, fence: _Fence = _no_fence) -> None:
+    """Replace the whole database with ``data`` (serialised first)."""
+    files = utils.db_files(db_name)
+    write_payload(files, serialize(data), fence=fence)
+
+
+def write_payload(files: utils.DbFiles, payload: bytes, *, fence: _Fence = _no_fence) -> None:
+    """Replace the database with already serialised bytes and remember their format."""
+    identity = io_bytes.replace_data(files, payload, compressed=config.use_compression, fence=fence)
+    if len(payload) >= SMALL_FILE_BYTES:
+        # The file is canonical in the current format: the next index can use the fast scan.
+        indexing.store(files, IndexState(identity, current_format(), None))
+
+
+class PartialFileHandle(NamedTuple):
+    """What a key session read: the database, the key, and the value (to be changed)."""
+
+    db_name: str
+    key: str
+    value: Any
+
+
+def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
+    """Read ``key`` for a key session. Raises ``FileNotFoundError`` or ``KeyError``."""
+    files = utils.db_files(db_name)
+    data_file = io_bytes.open_data(files, shared=False)
+    if data_file is None:
+        msg = f"Database {files.name!r} does not exist; create it first"
+        raise errors.FileNotFoundError(msg)
+    with data_file:
+        value = _lookup_in(data_file, key)
+    if value is MISSING:
+        msg = f"Key {key!r} does not exist in database {files.name!r}"
+        raise KeyNotFoundError(msg)
+    return PartialFileHandle(files.name, key, value)
+
+
+def partial_write(handle: PartialFileHandle, *, fence: _Fence = _no_fence, timeout: float = 60.0) -> None:
+    """Store ``handle.value`` under ``handle.key`` (the caller holds the write lock)."""
+    set_key(utils.db_files(handle.db_name), handle.key, handle.value, fence=fence, timeout=timeout)
+
+
+def set_key(files: utils.DbFiles, key: str, value: Any, *, fence: _Fence = _no_fence, timeout: float = 60.0) -> None:
+    """Set one top-level key, splicing its bytes into large canonical files."""
+    file_format = current_format()
+    value_bytes = serialize_value(value, file_format)  # fails before any I/O
+    data_file = io_bytes.open_data(files, shared=False)
+    if data_file is None:
+        msg = f"Database {files.name!r} does not exist; create it first"
+        raise errors.FileNotFoundError(msg)
+    with data_file:
+        if _can_splice(data_file, file_format):
+            spliced = _splice_key(data_file, key, value_bytes, file_format, fence, timeout)
+            if spliced:
+                return
+        data = _decode_file(data_file)
+    if not isinstance(data, dict):
+        msg = f"Database {files.name!r} does not hold an object, so it has no key {key!r}"
+        raise TypeError(msg)
+    data[key] = value
+    write_payload(files, serialize(data), fence=fence)
+
+
+def _can_splice(data_file: DataFile, file_format: FileFormat) -> bool:
+    return (
+        not data_file.compressed
+        and not config.use_compression
+        and data_file.identity.size >= SMALL_FILE_BYTES
+        and _format_of(data_file) == file_format
+    )
+
+
+def _format_of(data_file: DataFile) -> Optional[FileFormat]:
+    state = indexing.current_state(data_file.files, data_file.identity)
+    return state.file_format if state is not None else None
+
+
+def _splice_key(
+    data_file: DataFile, key: str, value_bytes: bytes, file_format: FileFormat, fence: _Fence, timeout: float
+) -> bool:
+    """Splice the value in; ``False`` when the key is new (the caller rewrites the file)."""
+    for attempt in range(2):
+        state = _index_of(data_file, rebuild=attempt > 0)
+        entry = state.entries.get(key)
+        if entry is None:
+            return False
+        if zlib.crc32(data_file.pread(entry.start, entry.end)) == entry.value_hash:
+            break
+    else:
+        return False
+    if state.file_format != file_format:
+        return False  # the rebuild found the file is not canonical after all
+    identity = io_bytes.splice_data(data_file, entry.start, entry.end, value_bytes, fence=fence, timeout=timeout)
+    new_entry = IndexEntry(entry.start, entry.start + len(value_bytes), entry.indent_level, entry.indent_with, zlib.crc32(value_bytes))
+    indexing.store(data_file.files, indexing.shifted(state, key, new_entry, identity))
+    return True
+
+
+def raw_snapshot(files: utils.DbFiles) -> Tuple[Optional[bytes], Any]:
+    """``(stored bytes, data)`` of the database, ``(None, None)`` when it is missing."""
+    data_file = io_bytes.open_data(files, shared=False)
+    if data_file is None:
+        return None, None
+    with data_file:
+        raw = data_file.read_raw()
+        json_bytes = io_bytes.decompress(raw, data_file.path) if data_file.compressed else raw
+        return raw, deserialize(json_bytes, data_file.path)

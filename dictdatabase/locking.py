@@ -1,0 +1,615 @@
+"""Read and write locks on databases, across threads and processes.
+
+The protocol (see docs/architecture.md):
+
+- Each database has a private folder ``<storage>/.ddb/<encoded name>/``. A lock is a file
+  there named ``<order>.<pid>.<token>.<tid>.<nonce>.<stage>.<mode>.lock``: ``order`` is
+  ``time.monotonic_ns()`` at the request (one clock for all processes of a host), ``token``
+  tells a reused pid from the original owner, ``stage`` is ``need`` (waiting) or ``has``
+  (granted), ``mode`` is ``read`` or ``write``.
+- Every decision is taken under the *gate*, a kernel ``flock`` on the private folder held
+  for a few system calls. So two processes never both decide they won, and two waiters
+  never both break the same stale lock.
+- A write is granted when nobody holds the database and no earlier request waits; a read
+  when no write is held and no earlier write request waits. So readers cannot starve a
+  writer, and requests are served in order.
+- Waiting is a sleep with capped exponential backoff starting at ``SLEEP_TIMEOUT``; the
+  releaser also rings a doorbell (a FIFO in the private folder) that wakes waiters at once.
+- A lock is a lease. One keeper thread per process (not one per lock) refreshes the mtime
+  of every held lock every ``LOCK_KEEP_ALIVE_TIMEOUT`` seconds (at most a quarter of
+  ``REMOVE_ORPHAN_LOCK_TIMEOUT``). A waiter removes a blocking lock at once when its owner
+  process is gone, and when its mtime has not changed for ``REMOVE_ORPHAN_LOCK_TIMEOUT``
+  seconds of the waiter's own monotonic clock (so wall-clock jumps do not matter).
+- Fencing: a lock holder commits inside :meth:`AbstractLock.commit_guard`, which checks
+  under the gate that its lock file still exists. An owner whose lock was broken (it was
+  paused longer than the orphan timeout) gets ``errors.LockError`` and writes nothing.
+- A thread asking for a lock on a database it already holds (same kind, or an upgrade or
+  downgrade) gets ``errors.LockError`` at once, and no lock file is left behind.
+
+The module constants are read at call time, so assigning them takes effect for the next
+lock. They are per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import random
+import select
+import threading
+import time
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from . import utils
+from .errors import LockError
+
+__all__ = [
+    "AQUIRE_LOCK_TIMEOUT",
+    "LOCK_KEEP_ALIVE_TIMEOUT",
+    "REMOVE_ORPHAN_LOCK_TIMEOUT",
+    "SLEEP_TIMEOUT",
+    "AbstractLock",
+    "FileLocksSnapshot",
+    "LockFileMeta",
+    "ReadLock",
+    "WriteLock",
+    "held_lock",
+]
+
+#: First wait between two looks at a busy lock, in seconds; later waits double.
+SLEEP_TIMEOUT = 0.001
+#: Longest wait between two looks at a busy lock (the doorbell usually wakes waiters sooner).
+MAX_SLEEP_TIMEOUT = 0.05
+#: How long to wait for a lock before raising ``errors.LockError``.
+AQUIRE_LOCK_TIMEOUT = 60.0
+#: A lock whose lease was not refreshed for this long is an orphan and is removed.
+REMOVE_ORPHAN_LOCK_TIMEOUT = 20.0
+#: How often the owner refreshes the lease of each lock it holds.
+LOCK_KEEP_ALIVE_TIMEOUT = 1.0
+
+READ = "read"
+WRITE = "write"
+NEED = "need"
+HAS = "has"
+_SUFFIX = ".lock"
+_DOORBELL = "doorbell"
+
+
+# ---------------------------------------------------------------------------------------
+# Lock files
+
+
+class LockFileMeta:
+    """One lock file: who asked, when, for which kind of access, and at which stage."""
+
+    __slots__ = ("db_name", "folder", "mode", "nonce", "order", "pid", "stage", "tid", "token")
+
+    def __init__(
+        self,
+        db_name: str,
+        folder: str,
+        order: int,
+        pid: int,
+        token: str,
+        tid: int,
+        nonce: str,
+        stage: str,
+        mode: str,
+    ) -> None:
+        self.db_name = db_name
+        self.folder = folder
+        self.order = order
+        self.pid = pid
+        self.token = token
+        self.tid = tid
+        self.nonce = nonce
+        self.stage = stage
+        self.mode = mode
+
+    @property
+    def filename(self) -> str:
+        return f"{self.order:020d}.{self.pid}.{self.token}.{self.tid}.{self.nonce}.{self.stage}.{self.mode}{_SUFFIX}"
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.folder, self.filename)
+
+    @property
+    def id(self) -> str:  # noqa: A003 - the spec's name for "which thread of which process"
+        return f"{self.pid}.{self.tid}"
+
+    @property
+    def time_ns(self) -> int:
+        """The request time (``time.monotonic_ns`` of the requester's host)."""
+        return self.order
+
+    @property
+    def rank(self) -> Tuple[int, int, int, str]:
+        """Total order of requests: request time, then pid, thread and nonce break ties."""
+        return (self.order, self.pid, self.tid, self.nonce)
+
+    def with_stage(self, stage: str) -> LockFileMeta:
+        return LockFileMeta(
+            self.db_name, self.folder, self.order, self.pid, self.token, self.tid, self.nonce, stage, self.mode
+        )
+
+    @classmethod
+    def parse(cls, db_name: str, folder: str, filename: str) -> Optional[LockFileMeta]:
+        """Read a lock file name; ``None`` for anything that is not one."""
+        if not filename.endswith(_SUFFIX):
+            return None
+        parts = filename[: -len(_SUFFIX)].split(".")
+        if len(parts) != 7 or parts[5] not in (NEED, HAS) or parts[6] not in (READ, WRITE):
+            return None
+        try:
+            return cls(db_name, folder, int(parts[0]), int(parts[1]), parts[2], int(parts[3]), parts[4], parts[5], parts[6])
+        except ValueError:
+            return None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LockFileMeta) and (self.folder, self.filename) == (other.folder, other.filename)
+
+    def __hash__(self) -> int:
+        return hash((self.folder, self.filename))
+
+    def __repr__(self) -> str:
+        return f"LockFileMeta(db={self.db_name!r}, {self.stage} {self.mode}, pid={self.pid}, thread={self.tid})"
+
+
+def _list_locks(db_name: str, folder: str) -> List[LockFileMeta]:
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    locks = [LockFileMeta.parse(db_name, folder, name) for name in names]
+    return sorted((lock for lock in locks if lock is not None), key=lambda lock: lock.rank)
+
+
+class FileLocksSnapshot:
+    """The lock files of one database at one moment (a read-only view).
+
+    Build it from any lock's metadata, e.g. ``FileLocksSnapshot(write_lock.need_lock)``.
+    """
+
+    def __init__(self, need_lock: LockFileMeta) -> None:
+        self.db_name = need_lock.db_name
+        self.folder = need_lock.folder
+        #: every lock file, oldest request first
+        self.locks: List[LockFileMeta] = _list_locks(self.db_name, self.folder)
+
+    @property
+    def any_has_locks(self) -> bool:
+        """Is any lock granted?"""
+        return any(lock.stage == HAS for lock in self.locks)
+
+    @property
+    def any_write_locks(self) -> bool:
+        """Is any write lock requested or granted?"""
+        return any(lock.mode == WRITE for lock in self.locks)
+
+    @property
+    def any_has_write_locks(self) -> bool:
+        """Is a write lock granted?"""
+        return any(lock.stage == HAS and lock.mode == WRITE for lock in self.locks)
+
+    def exists(self, lock: LockFileMeta) -> bool:
+        return lock in self.locks
+
+    def __len__(self) -> int:
+        return len(self.locks)
+
+    def __repr__(self) -> str:
+        return f"FileLocksSnapshot(db={self.db_name!r}, locks={self.locks!r})"
+
+
+# ---------------------------------------------------------------------------------------
+# The gate and the doorbell
+
+
+@contextlib.contextmanager
+def _gate(folder: str, deadline: float, db_name: str) -> Iterator[None]:
+    """Hold the kernel lock of a database's private folder for a few system calls."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    utils.track_lock_fd(fd)
+    try:
+        _flock_until(fd, deadline, db_name)
+        yield
+    finally:
+        utils.untrack_lock_fd(fd)
+        os.close(fd)  # closing releases the flock
+
+
+def _flock_until(fd: int, deadline: float, db_name: str) -> None:
+    delay = 0.0001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                msg = (
+                    f"Timed out waiting for the lock folder of database {db_name!r}: another process holds "
+                    "it and does not let go (is it stopped in a debugger or by SIGSTOP?)"
+                )
+                raise LockError(msg) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+
+def _doorbell_path(folder: str) -> str:
+    return os.path.join(folder, _DOORBELL)
+
+
+def _open_doorbell_for_waiting(folder: str) -> int:
+    """Open the database's doorbell FIFO for reading (and writing, so it never reports EOF)."""
+    path = _doorbell_path(folder)
+    for _ in range(2):
+        try:
+            return os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkfifo(path, 0o600)
+        except OSError:
+            return -1  # no FIFOs here (for example Windows); waiters just poll
+    return -1
+
+
+def _ring_doorbell(folder: str) -> None:
+    """Wake the waiters of a database, if there are any. Costs one failed open otherwise."""
+    try:
+        fd = os.open(_doorbell_path(folder), os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return  # no FIFO, or nobody waiting (ENXIO)
+    try:
+        os.write(fd, b"!" * 8)
+    except OSError:
+        pass  # the pipe is full: waiters have plenty to wake up on
+    finally:
+        os.close(fd)
+
+
+def _wait_for_doorbell(bell_fd: int, timeout: float) -> None:
+    if bell_fd < 0:
+        time.sleep(timeout)
+        return
+    readable, _, _ = select.select([bell_fd], [], [], timeout)
+    if readable:
+        # Take one byte only: the releaser wrote several, so other waiters wake up too.
+        with contextlib.suppress(OSError):
+            os.read(bell_fd, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Per-process bookkeeping: held locks and the lease keeper
+
+
+_registry_lock = threading.Lock()
+#: (private folder, thread id) -> the lock that thread holds on that database
+_held: Dict[Tuple[str, int], AbstractLock] = {}
+
+
+def held_lock(db_name: str) -> Optional[AbstractLock]:
+    """The lock the current thread holds on ``db_name``, if any."""
+    folder = utils.private_dir(db_name)
+    with _registry_lock:
+        return _held.get((folder, threading.get_ident()))
+
+
+class _LeaseKeeper:
+    """One daemon thread per process that refreshes the leases of all held locks.
+
+    It sleeps on an event while no lock is held, so an idle process costs nothing.
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
+
+    def add(self) -> None:
+        if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="dictdatabase-lease-keeper", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            with _registry_lock:
+                locks = list(_held.values())
+            if not locks:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            interval = min(LOCK_KEEP_ALIVE_TIMEOUT, REMOVE_ORPHAN_LOCK_TIMEOUT / 4)
+            self._wake.wait(interval)
+            self._wake.clear()
+            for lock in locks:
+                lock._refresh_lease()  # noqa: SLF001 - the keeper is part of the lock machinery
+
+
+_keeper = _LeaseKeeper()
+
+
+def _forget_parent_locks() -> None:
+    """In a child made by fork, nothing the parent held belongs to this process."""
+    global _registry_lock, _keeper  # noqa: PLW0603 - rebuilt once per forked child
+    _registry_lock = threading.Lock()
+    _held.clear()
+    _keeper = _LeaseKeeper()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_locks)
+
+
+# ---------------------------------------------------------------------------------------
+# Locks
+
+
+class AbstractLock:
+    """A read or write lock on one database; use it as a context manager.
+
+    ``need_lock`` and ``has_lock`` describe the lock files of the current (or next) request.
+    """
+
+    mode = ""
+
+    def __init__(self, db_name: str) -> None:
+        files = utils.db_files(db_name)
+        self.db_name = files.name
+        self.folder = files.private
+        self.held = False
+        #: True when this lock was taken for a session (sessions cannot nest on one database)
+        self.for_session = False
+        self._last_refresh = 0.0
+        self._new_request()
+
+    def _new_request(self) -> None:
+        nonce = f"{random.getrandbits(32):08x}"
+        meta = LockFileMeta(
+            self.db_name,
+            self.folder,
+            time.monotonic_ns(),
+            os.getpid(),
+            utils.own_process_token(),
+            threading.get_ident(),
+            nonce,
+            NEED,
+            self.mode,
+        )
+        self.need_lock = meta
+        self.has_lock = meta.with_stage(HAS)
+
+    # -- acquiring ---------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        """Take the lock, waiting at most ``AQUIRE_LOCK_TIMEOUT`` seconds."""
+        key = (self.folder, threading.get_ident())
+        with _registry_lock:
+            current = _held.get(key)
+        if current is not None:
+            raise LockError(_nested_message(self, current))
+        self._new_request()
+        deadline = time.monotonic() + AQUIRE_LOCK_TIMEOUT
+        waiting = _Waiter(self, deadline)
+        try:
+            waiting.run()
+        finally:
+            waiting.close()
+        self.held = True
+        self._last_refresh = time.monotonic()
+        with _registry_lock:
+            _held[key] = self
+        _keeper.add()
+
+    def _unlock(self) -> None:
+        """Release the lock (idempotent). Logs a warning if the lease had been broken."""
+        if not self.held:
+            return
+        self.held = False
+        with _registry_lock:
+            if _held.get((self.folder, self.has_lock.tid)) is self:
+                del _held[(self.folder, self.has_lock.tid)]
+        try:
+            os.unlink(self.has_lock.path)
+        except FileNotFoundError:
+            utils.logger.warning("The %s lock of database %r had been broken by another process", self.mode, self.db_name)
+        _ring_doorbell(self.folder)
+
+    def _refresh_lease(self) -> None:
+        if not self.held:
+            return
+        try:
+            os.utime(self.has_lock.path)
+            self._last_refresh = time.monotonic()
+        except FileNotFoundError:
+            utils.logger.warning("The %s lock of database %r was broken (its lease had expired)", self.mode, self.db_name)
+
+    # -- fencing -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def commit_guard(self) -> Iterator[None]:
+        """Hold the gate and make sure this lock is still ours; raise ``LockError`` if not.
+
+        Everything done inside (a rename, an in-place write) cannot race with a waiter
+        breaking the lock, because breaking also needs the gate.
+        """
+        if not self.held:
+            msg = f"The {self.mode} lock of database {self.db_name!r} is not held; nothing was written"
+            raise LockError(msg)
+        with _gate(self.folder, time.monotonic() + AQUIRE_LOCK_TIMEOUT, self.db_name):
+            if not os.path.exists(self.has_lock.path):
+                msg = (
+                    f"Lost the {self.mode} lock of database {self.db_name!r}: another process removed it "
+                    f"after its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s (was this process "
+                    "paused?). Nothing was written; read the data again and retry"
+                )
+                raise LockError(msg)
+            yield
+
+    # -- context manager ---------------------------------------------------------------
+
+    def __enter__(self) -> AbstractLock:
+        self._lock()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._unlock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.db_name!r}, held={self.held})"
+
+
+class ReadLock(AbstractLock):
+    """A shared lock: many readers may hold it at once, never together with a writer."""
+
+    mode = READ
+
+
+class WriteLock(AbstractLock):
+    """An exclusive lock: one holder, no readers."""
+
+    mode = WRITE
+
+
+def _nested_message(wanted: AbstractLock, current: AbstractLock) -> str:
+    if wanted.mode == current.mode:
+        what = f"a second {wanted.mode} lock"
+    else:
+        what = f"a {wanted.mode} lock while holding a {current.mode} lock"
+    return (
+        f"This thread asked for {what} on database {wanted.db_name!r}; that would deadlock. "
+        "Use the lock (or session) it already holds"
+    )
+
+
+class _Waiter:
+    """The wait loop of one lock request."""
+
+    def __init__(self, lock: AbstractLock, deadline: float) -> None:
+        self.lock = lock
+        self.deadline = deadline
+        self.need_created = False
+        self.bell_fd = -1
+        #: lock file name -> (mtime_ns last seen, monotonic time it was first seen)
+        self.leases: Dict[str, Tuple[int, float]] = {}
+        self.blockers: List[LockFileMeta] = []
+        self.need_touched = 0.0
+
+    def run(self) -> None:
+        delay = SLEEP_TIMEOUT
+        while True:
+            if self._try_take():
+                return
+            if time.monotonic() >= self.deadline:
+                raise LockError(self._timeout_message())
+            if self.bell_fd < 0:
+                self.bell_fd = _open_doorbell_for_waiting(self.lock.folder)
+            self._touch_need()
+            pause = min(delay, max(0.0, self.deadline - time.monotonic())) * random.uniform(0.8, 1.0)
+            _wait_for_doorbell(self.bell_fd, pause)
+            delay = min(delay * 2, MAX_SLEEP_TIMEOUT)
+
+    def _try_take(self) -> bool:
+        lock = self.lock
+        with _gate(lock.folder, self.deadline, lock.db_name):
+            listing = _list_locks(lock.db_name, lock.folder)
+            need_present = self.need_created and lock.need_lock in listing
+            others = [other for other in listing if other != lock.need_lock]
+            self.blockers = self._remove_orphans(self._blockers(others))
+            if not self.blockers:
+                if need_present:
+                    os.rename(lock.need_lock.path, lock.has_lock.path)
+                else:
+                    _create_lock_file(lock.has_lock.path)
+                self.need_created = False
+                return True
+            if self.need_created and not need_present:
+                # Our request was removed as stale while this process was paused: ask again.
+                lock._new_request()  # noqa: SLF001 - the waiter is part of the lock
+            if not need_present:
+                _create_lock_file(lock.need_lock.path)
+                self.need_created = True
+                self.need_touched = time.monotonic()
+            return False
+
+    def _blockers(self, others: List[LockFileMeta]) -> List[LockFileMeta]:
+        mine = self.lock.need_lock
+        if mine.mode == WRITE:
+            return [o for o in others if o.stage == HAS or o.rank < mine.rank]
+        return [o for o in others if o.mode == WRITE and (o.stage == HAS or o.rank < mine.rank)]
+
+    def _remove_orphans(self, blockers: List[LockFileMeta]) -> List[LockFileMeta]:
+        alive = []
+        removed_dead = False
+        now = time.monotonic()
+        for other in blockers:
+            reason = None
+            if not utils.process_is_alive(other.pid, other.token):
+                reason = "its process is gone"
+            else:
+                reason = self._lease_expired(other, now)
+            if reason is None:
+                alive.append(other)
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(other.path)
+            removed_dead = True
+            utils.logger.warning("Removed the orphaned %s lock of database %r: %s", other.mode, other.db_name, reason)
+        if removed_dead:
+            utils.sweep_dead_temp_files(self.lock.folder)
+        return alive
+
+    def _lease_expired(self, other: LockFileMeta, now: float) -> Optional[str]:
+        try:
+            mtime = os.stat(other.path).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        seen = self.leases.get(other.filename)
+        if seen is None or seen[0] != mtime:
+            self.leases[other.filename] = (mtime, now)
+            return None
+        if now - seen[1] >= REMOVE_ORPHAN_LOCK_TIMEOUT:
+            return f"its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s"
+        return None
+
+    def _touch_need(self) -> None:
+        if not self.need_created:
+            return
+        now = time.monotonic()
+        if now - self.need_touched >= min(LOCK_KEEP_ALIVE_TIMEOUT, REMOVE_ORPHAN_LOCK_TIMEOUT / 4):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.lock.need_lock.path)
+            self.need_touched = now
+
+    def _timeout_message(self) -> str:
+        holders = ", ".join(
+            f"pid {b.pid} thread {b.tid} ({b.stage} {b.mode})" for b in self.blockers
+        ) or "nobody visible"
+        return (
+            f"Timed out after {AQUIRE_LOCK_TIMEOUT} s waiting for the {self.lock.mode} lock of database "
+            f"{self.lock.db_name!r}; it is held or requested earlier by: {holders}. "
+            "Locks of dead processes are removed automatically; a live holder must finish first"
+        )
+
+    def close(self) -> None:
+        if self.need_created:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock.need_lock.path)
+            self.need_created = False
+            _ring_doorbell(self.lock.folder)  # others may have been waiting behind us
+        if self.bell_fd >= 0:
+            os.close(self.bell_fd)
+            self.bell_fd = -1
+
+
+def _create_lock_file(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    os.close(fd)
+
