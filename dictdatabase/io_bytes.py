@@ -31,6 +31,7 @@ import gzip
 import lzma
 import mmap
 import os
+import sys
 import time
 import zlib
 from typing import Callable, ContextManager, Iterator, NamedTuple, Optional, Tuple
@@ -56,6 +57,8 @@ __all__ = [
     "write",
 ]
 
+#: Files smaller than this are never changed in place, so readers need no journal check.
+JOURNAL_MIN_BYTES = 64 << 10
 #: Below this size a length-changing splice always copies the file (cheap, no journal).
 IN_PLACE_MIN_BYTES = 1 << 20
 #: Files at least this large are scanned through mmap instead of being read whole.
@@ -108,8 +111,8 @@ def compress(data: bytes) -> bytes:
 def decompress(data: bytes, path: str = "<bytes>") -> bytes:
     """Decompress ``data``, detecting zlib, gzip, bz2 or xz by its magic bytes.
 
-    Data without a known magic is returned unchanged if it looks like JSON. Raises
-    :class:`errors.CorruptedFileError` naming ``path`` otherwise.
+    Data without a known magic is returned unchanged (the JSON parser then judges it).
+    Raises :class:`errors.CorruptedFileError` naming ``path`` for broken compressed data.
     """
     try:
         if len(data) >= 2 and data[0] == 0x78 and (data[0] << 8 | data[1]) % 31 == 0:
@@ -122,9 +125,8 @@ def decompress(data: bytes, path: str = "<bytes>") -> bytes:
             return lzma.decompress(data)
     except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as error:
         raise CorruptedFileError(path, f"invalid compressed data: {error}") from None
-    if data[:1] in (b"{", b"[", b'"', b" ", b"\n", b"\t", b"\r") or data[:1].isdigit():
-        return data
-    raise CorruptedFileError(path, "unknown compression format")
+    # No known magic: maybe plain JSON in a .ddb file; the JSON parser decides.
+    return data
 
 
 # ---------------------------------------------------------------------------------------
@@ -278,9 +280,10 @@ def open_data(files: utils.DbFiles, *, shared: bool = True, timeout: float = 60.
     try:
         if shared:
             flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
-            if _journal_blocks_readers(files):
-                raise JournalPending(files.name)
-        return DataFile(files, fd, path, FileIdentity.of(os.fstat(fd)))
+        identity = FileIdentity.of(os.fstat(fd))
+        if shared and identity.size >= JOURNAL_MIN_BYTES and _journal_blocks_readers(files):
+            raise JournalPending(files.name)
+        return DataFile(files, fd, path, identity)
     except BaseException:
         utils.untrack_lock_fd(fd)
         os.close(fd)
@@ -339,24 +342,129 @@ def replace_data(
 ) -> FileIdentity:
     """Atomically make ``payload`` the database's JSON bytes; return the new identity.
 
-    The temporary file is written before ``fence()`` is entered; inside it only the rename
-    and the removal of the other form happen.
+    The payload is serialised (and compressed) before ``fence()`` is entered. Inside it,
+    the bytes go to the database's spare file, which is then atomically exchanged with the
+    data file (see :func:`_commit_through_spare`); the other form is removed after that.
     """
     target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
     stored = compress(payload) if compressed else payload
-    temp, identity = _write_new_file(files.private, stored)
-    try:
-        with fence():
-            _replace(temp, target)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(other)
-    except BaseException:
+    with fence():
+        identity = _commit_through_spare(files, target, lambda fd: _write_all(fd, stored))
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+            os.unlink(other)
     if config.use_fsync:
         _fsync_dir(os.path.dirname(target))
     return identity
+
+
+def _commit_through_spare(files: utils.DbFiles, target: str, fill: Callable[[int], None]) -> FileIdentity:
+    """Write a new version of ``target`` with ``fill(fd)`` and switch to it atomically.
+
+    Creating a file with data costs far more on common file systems than rewriting an
+    existing one, so each database keeps a *spare* file in its private folder: the new
+    version is written into the spare, and ``renameat2(RENAME_EXCHANGE)`` swaps spare and
+    data file in one atomic step. The old version becomes the next spare. A reader still
+    reading that old version holds a shared ``flock`` on it; then (or where the exchange is
+    not available) a fresh temporary file is used instead and renamed over the target.
+    The new version gets an mtime strictly newer than the old one, so file identities never
+    repeat. Callers hold the write lock and the gate, so the switch cannot be aborted after
+    the bytes were written.
+    """
+    try:
+        previous = os.stat(target)
+    except FileNotFoundError:
+        previous = None
+    spare = os.path.join(files.private, "spare")
+    fd, path = _open_spare(spare) if _exchange is not None and previous is not None else (-1, "")
+    if fd < 0:
+        path = utils.temp_path(files.private)
+        fd = _create_exclusive(path)
+    try:
+        fill(fd)
+        # Truncate after writing, to the new length: truncating to zero first would free
+        # and reallocate the blocks, which is slow on many file systems.
+        os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
+        mtime = time.time_ns()
+        if previous is not None:
+            mtime = max(mtime, previous.st_mtime_ns + 1)
+        os.utime(fd, ns=(mtime, mtime))
+        if config.use_fsync:
+            os.fsync(fd)
+        identity = FileIdentity.of(os.fstat(fd))
+    except BaseException:
+        _close_lock_fd(fd)
+        if path != spare:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        raise
+    _close_lock_fd(fd)
+    if path == spare:
+        _exchange(spare, target)
+    else:
+        _replace(path, target)
+    return identity
+
+
+def _open_spare(spare: str) -> Tuple[int, str]:
+    """Open the spare with an exclusive ``flock``; ``(-1, "")`` if a reader still holds it."""
+    fd = _open_creating_folder(spare, os.O_RDWR | os.O_CREAT)
+    utils.track_lock_fd(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _close_lock_fd(fd)
+        return -1, ""
+    return fd, spare
+
+
+def _close_lock_fd(fd: int) -> None:
+    utils.untrack_lock_fd(fd)
+    os.close(fd)
+
+
+def _load_exchange() -> Optional[Callable[[str, str], None]]:
+    """``renameat2(RENAME_EXCHANGE)`` through libc, or ``None`` where it does not exist."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes  # noqa: PLC0415 - only needed once, at import
+        import ctypes.util  # noqa: PLC0415
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+
+    def exchange(first: str, second: str) -> None:
+        if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error), second)
+
+    return exchange
+
+
+def _probe_exchange() -> Optional[Callable[[str, str], None]]:
+    exchange = _load_exchange()
+    if exchange is None:
+        return None
+    import tempfile  # noqa: PLC0415 - a one-time probe
+
+    with tempfile.TemporaryDirectory() as folder:
+        first, second = os.path.join(folder, "a"), os.path.join(folder, "b")
+        for path in (first, second):
+            with open(path, "wb"):
+                pass
+        try:
+            exchange(first, second)
+        except OSError:
+            return None
+    return exchange
+
+
+_exchange = _probe_exchange()
 
 
 def delete_data(files: utils.DbFiles, fence: _FlockFence = _no_fence) -> bool:
@@ -406,7 +514,7 @@ def splice_data(
     """
     size = data_file.identity.size
     suffix_length = size - value_end
-    same_length = len(new_bytes) == value_end - value_start
+    same_length = len(new_bytes) == value_end - value_start and size >= JOURNAL_MIN_BYTES
     if same_length or (size >= IN_PLACE_MIN_BYTES and value_start > suffix_length):
         payload = new_bytes if same_length else new_bytes + data_file.pread(value_end, size)
         new_size = size if same_length else value_start + len(payload)
@@ -415,36 +523,18 @@ def splice_data(
             identity = _apply_in_place(data_file.path, data_file.identity.inode, value_start, new_size, payload, timeout)
             os.unlink(data_file.files.journal)
         return identity
-    temp, identity = _write_spliced_copy(data_file, value_start, value_end, new_bytes)
-    try:
-        with fence():
-            _replace(temp, data_file.path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+    size = data_file.identity.size
+
+    def fill(fd: int) -> None:
+        _copy_range(data_file.fd, fd, 0, value_start)
+        _write_all(fd, new_bytes)
+        _copy_range(data_file.fd, fd, value_end, size - value_end)
+
+    with fence():
+        identity = _commit_through_spare(data_file.files, data_file.path, fill)
     if config.use_fsync:
         _fsync_dir(os.path.dirname(data_file.path))
     return identity
-
-
-def _write_spliced_copy(data_file: DataFile, start: int, end: int, middle: bytes) -> Tuple[str, FileIdentity]:
-    temp = utils.temp_path(data_file.files.private)
-    fd = _create_exclusive(temp)
-    try:
-        _copy_range(data_file.fd, fd, 0, start)
-        _write_all(fd, middle)
-        _copy_range(data_file.fd, fd, end, data_file.identity.size - end)
-        if config.use_fsync:
-            os.fsync(fd)
-        identity = FileIdentity.of(os.fstat(fd))
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    os.close(fd)
-    return temp, identity
 
 
 def _copy_range(source_fd: int, target_fd: int, offset: int, length: int) -> None:

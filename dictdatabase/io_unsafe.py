@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Key reads of smaller files parse the whole file; larger files use the index.
-SMALL_FILE_BYTES = 64 * 1024
+SMALL_FILE_BYTES = io_bytes.JOURNAL_MIN_BYTES
 
 #: Returned by :func:`lookup` for a missing file or key (``None`` is a stored ``null``).
 MISSING = object()
@@ -147,10 +147,15 @@ def _decode_file(data_file: DataFile) -> Any:
 
 def read(db_name: str, *, shared: bool = True) -> Any:
     """The whole database, or ``None`` when the file does not exist."""
-    files = utils.db_files(db_name)
+    data = load(utils.db_files(db_name), shared=shared)
+    return None if data is MISSING else data
+
+
+def load(files: utils.DbFiles, *, shared: bool = True) -> Any:
+    """The whole database, or ``MISSING`` when the file does not exist."""
     data_file = io_bytes.open_data(files, shared=shared)
     if data_file is None:
-        return None
+        return MISSING
     with data_file:
         return _decode_file(data_file)
 
@@ -185,12 +190,49 @@ def _lookup_in(data_file: DataFile, key: str) -> Any:
         entry = state.entries.get(key)
         if entry is None:
             return MISSING
-        raw = source[entry.start : entry.end] if source is not None else data_file.pread(entry.start, entry.end)
-        if zlib.crc32(raw) == entry.value_hash:
-            return deserialize(raw, data_file.path)
+        value_bytes = _verified_value(data_file, source, key, entry, fresh=attempt > 0)
+        if value_bytes is not None:
+            return deserialize(value_bytes, data_file.path)
         utils.logger.info("Index of %r did not match the file (edited elsewhere?); rebuilding", data_file.path)
     msg = f"the index of {data_file.path!r} does not match right after a rebuild"
     raise RuntimeError(msg)
+
+
+def _verified_value(
+    data_file: DataFile, source: Optional[bytes], key: str, entry: IndexEntry, *, fresh: bool = False
+) -> Optional[bytes]:
+    """The value bytes at ``entry`` if they still belong to ``key``, else ``None``.
+
+    One read covers the key and the value: the value's crc32 must match, and the bytes
+    before it must be ``"key"`` (as json or orjson encode it), a colon and whitespace. So an
+    edit elsewhere that keeps size and mtime, or even swaps two keys, is detected. An index
+    ``fresh`` from a scan of this very file state needs no check (and keys written with
+    unusual escapes, like ``"\\u0061"``, only pass that way).
+    """
+    if fresh:
+        return source[entry.start : entry.end] if source is not None else data_file.pread(entry.start, entry.end)
+    encodings = _key_encodings(key)
+    low = max(0, entry.start - max(len(e) for e in encodings) - 8)
+    raw = source[low : entry.end] if source is not None else data_file.pread(low, entry.end)
+    value_bytes = raw[entry.start - low :]
+    if zlib.crc32(value_bytes) != entry.value_hash:
+        return None
+    before = raw[: entry.start - low].rstrip(b" \t\n\r")
+    if not before.endswith(b":"):
+        return None
+    before = before[:-1].rstrip(b" \t\n\r")
+    for encoded in encodings:
+        if before.endswith(encoded):
+            preceding = before[-len(encoded) - 1 : -len(encoded)]
+            if preceding in (b"{", b",", b" ", b"\t", b"\n", b"\r") or len(before) == len(encoded):
+                return value_bytes
+    return None
+
+
+def _key_encodings(key: str) -> Tuple[bytes, ...]:
+    with_orjson = orjson.dumps(key)
+    with_json = json.dumps(key).encode("ascii")
+    return (with_orjson,) if with_orjson == with_json else (with_orjson, with_json)
 
 
 def _index_of(data_file: DataFile, *, rebuild: bool = False) -> IndexState:
@@ -299,7 +341,7 @@ def _splice_key(
         entry = state.entries.get(key)
         if entry is None:
             return False
-        if zlib.crc32(data_file.pread(entry.start, entry.end)) == entry.value_hash:
+        if _verified_value(data_file, None, key, entry) is not None:
             break
     else:
         return False
@@ -311,12 +353,27 @@ def _splice_key(
     return True
 
 
-def raw_snapshot(files: utils.DbFiles) -> Tuple[Optional[bytes], Any]:
-    """``(stored bytes, data)`` of the database, ``(None, None)`` when it is missing."""
-    data_file = io_bytes.open_data(files, shared=False)
+class Snapshot(NamedTuple):
+    """One database file as read: stored bytes, JSON bytes, data, and whether compressed."""
+
+    raw: bytes
+    json_bytes: bytes
+    data: Any
+    compressed: bool
+
+
+def snapshot(files: utils.DbFiles, *, shared: bool = False) -> Optional[Snapshot]:
+    """The database as stored right now, or ``None`` when it is missing."""
+    data_file = io_bytes.open_data(files, shared=shared)
     if data_file is None:
-        return None, None
+        return None
     with data_file:
         raw = data_file.read_raw()
         json_bytes = io_bytes.decompress(raw, data_file.path) if data_file.compressed else raw
-        return raw, deserialize(json_bytes, data_file.path)
+        return Snapshot(raw, json_bytes, deserialize(json_bytes, data_file.path), data_file.compressed)
+
+
+def raw_snapshot(files: utils.DbFiles) -> Tuple[Optional[bytes], Any]:
+    """``(stored bytes, data)`` of the database, ``(None, None)`` when it is missing."""
+    found = snapshot(files)
+    return (None, None) if found is None else (found.raw, found.data)

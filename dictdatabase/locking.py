@@ -13,8 +13,13 @@ The protocol (see docs/architecture.md):
 - A write is granted when nobody holds the database and no earlier request waits; a read
   when no write is held and no earlier write request waits. So readers cannot starve a
   writer, and requests are served in order.
-- Waiting is a sleep with capped exponential backoff starting at ``SLEEP_TIMEOUT``; the
-  releaser also rings a doorbell (a FIFO in the private folder) that wakes waiters at once.
+- Waiting is a sleep with capped exponential backoff starting at ``SLEEP_TIMEOUT``. Each
+  waiting thread also listens on its own wake-up FIFO (``wake.<pid>.<tid>``), and whoever
+  releases a lock writes to the FIFOs of the requests that may be granted next, so a lock
+  changes hands within microseconds, without polling.
+- A released lock file is parked (``parked.<pid>.<token>.<tid>``) and renamed back into
+  service by the thread's next request: a rename costs much less than creating a file.
+  Parked files and FIFOs of dead processes are swept when their locks are found orphaned.
 - A lock is a lease. One keeper thread per process (not one per lock) refreshes the mtime
   of every held lock every ``LOCK_KEEP_ALIVE_TIMEOUT`` seconds (at most a quarter of
   ``REMOVE_ORPHAN_LOCK_TIMEOUT``). A waiter removes a blocking lock at once when its owner
@@ -59,7 +64,7 @@ __all__ = [
 
 #: First wait between two looks at a busy lock, in seconds; later waits double.
 SLEEP_TIMEOUT = 0.001
-#: Longest wait between two looks at a busy lock (the doorbell usually wakes waiters sooner).
+#: Longest wait between two looks at a busy lock (a wake-up usually comes much sooner).
 MAX_SLEEP_TIMEOUT = 0.05
 #: How long to wait for a lock before raising ``errors.LockError``.
 AQUIRE_LOCK_TIMEOUT = 60.0
@@ -73,7 +78,6 @@ WRITE = "write"
 NEED = "need"
 HAS = "has"
 _SUFFIX = ".lock"
-_DOORBELL = "doorbell"
 
 
 # ---------------------------------------------------------------------------------------
@@ -204,24 +208,66 @@ class FileLocksSnapshot:
 
 
 # ---------------------------------------------------------------------------------------
-# The gate and the doorbell
+# The gate, lock-file reuse, and wake-ups
+
+
+_gates_lock = threading.Lock()
+#: private folder -> (open folder fd, thread lock): one gate handle per folder and process
+_gates: Dict[str, Tuple[int, threading.Lock]] = {}
+_MAX_CACHED_GATES = 256
+
+
+def _open_folder(folder: str) -> int:
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(folder, flags)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return os.open(folder, flags)
+
+
+def _gate_handle(folder: str) -> Tuple[int, threading.Lock]:
+    with _gates_lock:
+        handle = _gates.get(folder)
+        if handle is not None and os.fstat(handle[0]).st_nlink == 0:
+            handle = None  # the folder was deleted (and maybe recreated): reopen it
+        if handle is None:
+            fd = _open_folder(folder)
+            utils.track_lock_fd(fd)
+            handle = (fd, threading.Lock())
+            if len(_gates) < _MAX_CACHED_GATES:
+                _gates[folder] = handle
+    return handle
 
 
 @contextlib.contextmanager
 def _gate(folder: str, deadline: float, db_name: str) -> Iterator[None]:
-    """Hold the kernel lock of a database's private folder for a few system calls."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    utils.track_lock_fd(fd)
+    """Hold the kernel lock of a database's private folder for a few system calls.
+
+    ``flock`` only excludes other open file descriptions, so the threads of this process,
+    which share one cached descriptor, also take a thread lock.
+    """
+    fd, thread_lock = _gate_handle(folder)
+    if not thread_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        raise LockError(_gate_timeout_message(db_name))
     try:
         _flock_until(fd, deadline, db_name)
-        yield
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
-        utils.untrack_lock_fd(fd)
-        os.close(fd)  # closing releases the flock
+        thread_lock.release()
+        if _gates.get(folder, (None,))[0] != fd:  # not cached: close it
+            utils.untrack_lock_fd(fd)
+            os.close(fd)
+
+
+def _gate_timeout_message(db_name: str) -> str:
+    return (
+        f"Timed out waiting for the lock folder of database {db_name!r}: another process holds "
+        "it and does not let go (is it stopped in a debugger or by SIGSTOP?)"
+    )
 
 
 def _flock_until(fd: int, deadline: float, db_name: str) -> None:
@@ -232,22 +278,54 @@ def _flock_until(fd: int, deadline: float, db_name: str) -> None:
             return
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                msg = (
-                    f"Timed out waiting for the lock folder of database {db_name!r}: another process holds "
-                    "it and does not let go (is it stopped in a debugger or by SIGSTOP?)"
-                )
-                raise LockError(msg) from None
+                raise LockError(_gate_timeout_message(db_name)) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
 
-def _doorbell_path(folder: str) -> str:
-    return os.path.join(folder, _DOORBELL)
+#: (private folder, thread id) -> this thread's parked lock file in that folder
+_parked: Dict[Tuple[str, int], str] = {}
 
 
-def _open_doorbell_for_waiting(folder: str) -> int:
-    """Open the database's doorbell FIFO for reading (and writing, so it never reports EOF)."""
-    path = _doorbell_path(folder)
+def _parked_name(folder: str, tid: int) -> str:
+    return os.path.join(folder, f"parked.{os.getpid()}.{utils.own_process_token()}.{tid}")
+
+
+def _claim_lock_file(folder: str, tid: int, path: str) -> None:
+    """Make the lock file ``path`` exist, reusing this thread's parked file if it has one.
+
+    A rename costs a fraction of creating a file, so a released lock file is parked (renamed
+    to ``parked.<pid>.<token>.<tid>``) and renamed back into service by the next request.
+    """
+    parked = _parked.pop((folder, tid), None)
+    if parked is not None:
+        try:
+            os.rename(parked, path)
+            return
+        except FileNotFoundError:
+            pass  # swept as the leftover of a dead process? Create a new one.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    os.close(fd)
+
+
+def _park_lock_file(folder: str, tid: int, path: str) -> bool:
+    """Retire a lock file by parking it for reuse; ``False`` if it was already gone."""
+    parked = _parked_name(folder, tid)
+    try:
+        os.rename(path, parked)
+    except FileNotFoundError:
+        return False
+    _parked[(folder, tid)] = parked
+    return True
+
+
+def _wake_channel(folder: str, pid: int, tid: int) -> str:
+    return os.path.join(folder, f"wake.{pid}.{tid}")
+
+
+def _open_wake_channel(folder: str, tid: int) -> int:
+    """Open this thread's wake-up FIFO for waiting (read and write, so it never reports EOF)."""
+    path = _wake_channel(folder, os.getpid(), tid)
     for _ in range(2):
         try:
             return os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -255,33 +333,58 @@ def _open_doorbell_for_waiting(folder: str) -> int:
             with contextlib.suppress(FileExistsError):
                 os.mkfifo(path, 0o600)
         except OSError:
-            return -1  # no FIFOs here (for example Windows); waiters just poll
-    return -1
+            break
+    return -1  # no FIFOs here: the waiter just polls
 
 
-def _ring_doorbell(folder: str) -> None:
-    """Wake the waiters of a database, if there are any. Costs one failed open otherwise."""
-    try:
-        fd = os.open(_doorbell_path(folder), os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return  # no FIFO, or nobody waiting (ENXIO)
-    try:
-        os.write(fd, b"!" * 8)
-    except OSError:
-        pass  # the pipe is full: waiters have plenty to wake up on
-    finally:
-        os.close(fd)
-
-
-def _wait_for_doorbell(bell_fd: int, timeout: float) -> None:
-    if bell_fd < 0:
+def _wait_for_wake(fd: int, timeout: float) -> None:
+    if fd < 0:
         time.sleep(timeout)
         return
-    readable, _, _ = select.select([bell_fd], [], [], timeout)
+    readable, _, _ = select.select([fd], [], [], timeout)
     if readable:
-        # Take one byte only: the releaser wrote several, so other waiters wake up too.
         with contextlib.suppress(OSError):
-            os.read(bell_fd, 1)
+            os.read(fd, 4096)
+
+
+def _wake_next(folder: str, db_name: str) -> None:
+    """Wake the waiters that may now be granted: the earliest request, and if it is a read,
+    every read request before the next write request."""
+    waiting = [lock for lock in _list_locks(db_name, folder) if lock.stage == NEED]
+    for lock in waiting:
+        if lock.mode == WRITE and lock is not waiting[0]:
+            break
+        try:
+            fd = os.open(_wake_channel(folder, lock.pid, lock.tid), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            continue  # it is not waiting on its channel right now (or has none): it polls
+        try:
+            os.write(fd, b"!")
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        if lock.mode == WRITE:
+            break
+
+
+def _sweep_dead_leftovers(folder: str) -> None:
+    """Remove parked lock files and wake channels of processes that are gone."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == "parked" and len(parts) == 4 and parts[1].isdigit():
+            alive = utils.process_is_alive(int(parts[1]), parts[2])
+        elif parts[0] == "wake" and len(parts) == 3 and parts[1].isdigit():
+            alive = utils.process_start_token(int(parts[1])) is not None
+        else:
+            continue
+        if not alive:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
 
 
 # ---------------------------------------------------------------------------------------
@@ -309,26 +412,32 @@ class _LeaseKeeper:
     def __init__(self) -> None:
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._pid = os.getpid()
+        self._idle = True
 
     def add(self) -> None:
-        if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-            self._pid = os.getpid()
+        """Called after a lock was taken: make sure the keeper runs (cheap when it does)."""
+        if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="dictdatabase-lease-keeper", daemon=True)
             self._thread.start()
-        self._wake.set()
+        if self._idle:
+            # Only an idle keeper needs waking; waking it on every lock would cost a thread
+            # switch per lock.
+            self._wake.set()
 
     def _run(self) -> None:
         while True:
+            # Mark idle *before* looking, so that a lock registered meanwhile either is seen
+            # here or finds the keeper idle and wakes it.
+            self._idle = True
             with _registry_lock:
                 locks = list(_held.values())
             if not locks:
                 self._wake.wait()
                 self._wake.clear()
                 continue
+            self._idle = False
             interval = min(LOCK_KEEP_ALIVE_TIMEOUT, REMOVE_ORPHAN_LOCK_TIMEOUT / 4)
-            self._wake.wait(interval)
-            self._wake.clear()
+            time.sleep(interval)
             for lock in locks:
                 lock._refresh_lease()  # noqa: SLF001 - the keeper is part of the lock machinery
 
@@ -337,10 +446,16 @@ _keeper = _LeaseKeeper()
 
 
 def _forget_parent_locks() -> None:
-    """In a child made by fork, nothing the parent held belongs to this process."""
-    global _registry_lock, _keeper  # noqa: PLW0603 - rebuilt once per forked child
+    """In a child made by fork, nothing the parent held belongs to this process.
+
+    (The descriptors of cached gates are closed by ``utils`` in the child.)
+    """
+    global _registry_lock, _keeper, _gates_lock  # noqa: PLW0603 - rebuilt once per forked child
     _registry_lock = threading.Lock()
+    _gates_lock = threading.Lock()
     _held.clear()
+    _gates.clear()
+    _parked.clear()
     _keeper = _LeaseKeeper()
 
 
@@ -416,11 +531,9 @@ class AbstractLock:
         with _registry_lock:
             if _held.get((self.folder, self.has_lock.tid)) is self:
                 del _held[(self.folder, self.has_lock.tid)]
-        try:
-            os.unlink(self.has_lock.path)
-        except FileNotFoundError:
+        if not _park_lock_file(self.folder, self.has_lock.tid, self.has_lock.path):
             utils.logger.warning("The %s lock of database %r had been broken by another process", self.mode, self.db_name)
-        _ring_doorbell(self.folder)
+        _wake_next(self.folder, self.db_name)
 
     def _refresh_lease(self) -> None:
         if not self.held:
@@ -510,10 +623,10 @@ class _Waiter:
             if time.monotonic() >= self.deadline:
                 raise LockError(self._timeout_message())
             if self.bell_fd < 0:
-                self.bell_fd = _open_doorbell_for_waiting(self.lock.folder)
+                self.bell_fd = _open_wake_channel(self.lock.folder, self.lock.need_lock.tid)
             self._touch_need()
             pause = min(delay, max(0.0, self.deadline - time.monotonic())) * random.uniform(0.8, 1.0)
-            _wait_for_doorbell(self.bell_fd, pause)
+            _wait_for_wake(self.bell_fd, pause)
             delay = min(delay * 2, MAX_SLEEP_TIMEOUT)
 
     def _try_take(self) -> bool:
@@ -527,14 +640,14 @@ class _Waiter:
                 if need_present:
                     os.rename(lock.need_lock.path, lock.has_lock.path)
                 else:
-                    _create_lock_file(lock.has_lock.path)
+                    _claim_lock_file(lock.folder, lock.has_lock.tid, lock.has_lock.path)
                 self.need_created = False
                 return True
             if self.need_created and not need_present:
                 # Our request was removed as stale while this process was paused: ask again.
                 lock._new_request()  # noqa: SLF001 - the waiter is part of the lock
             if not need_present:
-                _create_lock_file(lock.need_lock.path)
+                _claim_lock_file(lock.folder, lock.need_lock.tid, lock.need_lock.path)
                 self.need_created = True
                 self.need_touched = time.monotonic()
             return False
@@ -564,6 +677,7 @@ class _Waiter:
             utils.logger.warning("Removed the orphaned %s lock of database %r: %s", other.mode, other.db_name, reason)
         if removed_dead:
             utils.sweep_dead_temp_files(self.lock.folder)
+            _sweep_dead_leftovers(self.lock.folder)
         return alive
 
     def _lease_expired(self, other: LockFileMeta, now: float) -> Optional[str]:
@@ -600,16 +714,9 @@ class _Waiter:
 
     def close(self) -> None:
         if self.need_created:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.lock.need_lock.path)
+            _park_lock_file(self.lock.folder, self.lock.need_lock.tid, self.lock.need_lock.path)
             self.need_created = False
-            _ring_doorbell(self.lock.folder)  # others may have been waiting behind us
+            _wake_next(self.lock.folder, self.lock.db_name)  # others may have waited behind us
         if self.bell_fd >= 0:
             os.close(self.bell_fd)
             self.bell_fd = -1
-
-
-def _create_lock_file(path: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-    os.close(fd)
-

@@ -94,8 +94,9 @@ class DDBMethodChooser:
     def _read_folder(self, as_type: AsType, *, force: bool) -> Dict[str, Any]:
         documents = {}
         for name in utils.find_all(self.path):
-            data = io_safe.read(name, force=force)
-            if data is None:
+            files = utils.db_files(name)
+            data = io_safe.recovering(name, lambda files=files: io_unsafe.load(files, shared=not force))
+            if data is io_unsafe.MISSING:
                 continue  # deleted while we were reading the folder
             stem = name.rpartition("/")[2]
             if self.where is None or self.where(stem, _cast(as_type, data)):
@@ -133,6 +134,10 @@ class DDBMethodChooser:
         folder pattern every matching file. Deleting what does not exist does nothing."""
         if self._is_folder:
             for name in utils.find_all(self.path):
+                if self.where is not None:
+                    data = io_safe.read(name)
+                    if data is None or not self.where(name.rpartition("/")[2], data):
+                        continue
                 io_safe.delete(name)
             return
         if self.key is None and self.where is None:

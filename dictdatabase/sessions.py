@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from path_dict import PathDict
 
-from . import io_bytes, io_safe, io_unsafe, locking, utils
+from . import io_safe, io_unsafe, locking, utils
+from .configuration import config
 from . import errors
 from .errors import ConcurrentWriteError
 
@@ -253,15 +254,15 @@ class SessionDirFull(SessionBase):
         names = self._document_names()
         for name in names:  # sorted: a fixed order for everybody
             self._lock(name)
-        self._raw: Dict[str, bytes] = {}
+        self._stored: Dict[str, io_unsafe.Snapshot] = {}
         documents = {}
         for name in names:
-            raw, data = io_safe.recovering(name, lambda n=name: io_unsafe.raw_snapshot(utils.db_files(n)))
-            if raw is None:
+            found = io_safe.recovering(name, lambda n=name: io_unsafe.snapshot(utils.db_files(n)))
+            if found is None:
                 continue  # deleted between the listing and the lock
             stem = name.rpartition("/")[2]
-            self._raw[stem] = raw
-            documents[stem] = data
+            self._stored[stem] = found
+            documents[stem] = found.data
         self._set_documents(documents)
 
     def _set_documents(self, documents: Dict[str, Any]) -> None:
@@ -272,22 +273,14 @@ class SessionDirFull(SessionBase):
         for stem in sorted(payloads):
             name = f"{self.folder}/{stem}" if self.folder else stem
             files = utils.db_files(name)
-            if stem in self._raw and self._unchanged(files, payloads[stem], self._raw[stem]):
-                continue
+            stored = self._stored.get(stem)
+            if stored is not None and stored.compressed == config.use_compression and stored.json_bytes == payloads[stem]:
+                continue  # unchanged: no need to rewrite it
             if locking.held_lock(name) is None:
                 self._lock(name)  # a new document
             with self._commit_lock(name) as fence:
                 io_unsafe.write_payload(files, payloads[stem], fence=fence)
-            self._raw[stem] = io_unsafe.raw_snapshot(files)[0] or b""
-
-    @staticmethod
-    def _unchanged(files: utils.DbFiles, payload: bytes, raw: bytes) -> bool:
-        from .configuration import config  # noqa: PLC0415 - read at call time
-
-        stored_compressed = not raw.startswith(b"{") and not raw[:1].isspace()
-        if stored_compressed != config.use_compression:
-            return False
-        return (io_bytes.decompress(raw, files.ddb) if stored_compressed else raw) == payload
+            self._stored[stem] = io_unsafe.Snapshot(b"", payloads[stem], None, config.use_compression)
 
 
 class SessionDirWhere(SessionDirFull):

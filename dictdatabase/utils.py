@@ -9,8 +9,6 @@ injective, so two names never share a private folder.
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import hashlib
 import logging
 import os
@@ -49,7 +47,6 @@ PRIVATE_FOLDER = ".ddb"
 JSON_SUFFIX = ".json"
 DDB_SUFFIX = ".ddb"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
-_GLOB_CHARS = frozenset("*?[")
 # File systems limit one path segment to 255 bytes; long encoded names get a hash suffix.
 _MAX_SEGMENT = 200
 
@@ -87,8 +84,11 @@ def normalize_name(name: str) -> str:
 
 
 def has_glob(name: str) -> bool:
-    """Tell whether the last segment of a name is a pattern (``*``, ``?`` or ``[``)."""
-    return any(char in _GLOB_CHARS for char in name.rsplit("/", 1)[-1])
+    """Tell whether the last segment of a name is a pattern: it holds ``*``.
+
+    Only ``*`` is a wildcard; ``?`` and ``[`` are ordinary characters of names.
+    """
+    return "*" in name.rsplit("/", 1)[-1]
 
 
 def storage_root() -> str:
@@ -142,12 +142,25 @@ class DbFiles(NamedTuple):
     index: str  #: the key index
 
 
+_files_cache: dict = {}
+
+
 def db_files(db_name: str) -> DbFiles:
-    """All paths of a database, for the storage directory configured right now."""
-    return _db_files(storage_root(), normalize_name(db_name))
+    """All paths of a database, for the storage directory configured right now.
+
+    Cached by (storage directory, working directory when it is relative, name), so the hot
+    paths do not normalise names and join paths again and again.
+    """
+    directory = config.storage_directory
+    cache_key = (directory, "" if os.path.isabs(directory) else os.getcwd(), db_name)
+    found = _files_cache.get(cache_key)
+    if found is None:
+        if len(_files_cache) >= 8192:
+            _files_cache.clear()
+        found = _files_cache[cache_key] = _db_files(storage_root(), normalize_name(db_name))
+    return found
 
 
-@functools.lru_cache(maxsize=4096)
 def _db_files(root: str, name: str) -> DbFiles:
     base = os.path.join(root, *name.split("/"))
     private = os.path.join(root, PRIVATE_FOLDER, encode_name(name))
@@ -239,7 +252,8 @@ class FileInfo:
     Unpacks as ``(json_path, json_exists, ddb_path, ddb_exists)``. ``size_bytes``,
     ``created_time`` and ``modified_time`` (seconds since the epoch) describe the existing
     data file (``None`` when there is none; ``created_time`` is the inode change time where
-    the platform has no birth time). The object is falsy when neither file nor folder exists.
+    the platform has no birth time). The object is falsy when no data file exists (a folder
+    of that name alone does not count).
     """
 
     __slots__ = (
@@ -273,7 +287,7 @@ class FileInfo:
         return iter((self.json_path, self.json_exists, self.ddb_path, self.ddb_exists))
 
     def __bool__(self) -> bool:
-        return self.is_file or self.is_directory
+        return self.is_file
 
     def __repr__(self) -> str:
         return (
@@ -294,8 +308,8 @@ def file_exists(db_name: str) -> bool:
 
 
 def find_all(pattern: str) -> List[str]:
-    """Return the sorted database names matching ``pattern`` (a name whose last segment
-    may hold ``*``, ``?`` or ``[...]``), for example ``find_all("users/*")``."""
+    """Return the sorted database names matching ``pattern``, a name whose last segment
+    may hold ``*`` wildcards, for example ``find_all("users/*")``. Not recursive."""
     name = normalize_name(pattern)
     folder, _, file_pattern = name.rpartition("/")
     folder_path = os.path.join(storage_root(), *folder.split("/")) if folder else storage_root()
@@ -303,12 +317,15 @@ def find_all(pattern: str) -> List[str]:
         entries = os.listdir(folder_path)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    matcher = re.compile(".*".join(re.escape(part) for part in file_pattern.split("*")), re.DOTALL)
     found = set()
     for entry in entries:
         stem, suffix = os.path.splitext(entry)
-        if suffix not in (JSON_SUFFIX, DDB_SUFFIX) or not stem or entry.startswith("."):
+        if suffix not in (JSON_SUFFIX, DDB_SUFFIX) or not stem:
             continue
-        if fnmatch.fnmatchcase(stem, file_pattern):
+        if folder == "" and stem == PRIVATE_FOLDER:
+            continue
+        if matcher.fullmatch(stem):
             found.add(f"{folder}/{stem}" if folder else stem)
     return sorted(found)
 
