@@ -141,7 +141,9 @@ def build(data_file: DataFile, file_format: Optional[FileFormat]) -> IndexState:
         entries = None
         if unit:
             try:
-                entries = _scan(buffer, release, byte_codes.iter_indented_top_level_items(buffer, unit.encode()))
+                entries = _scan(
+                    buffer, release, byte_codes.iter_indented_top_level_items(buffer, unit.encode())
+                )
             except ValueError:
                 utils.logger.debug("File %r does not have the recorded layout; full scan", data_file.path)
                 file_format = None
@@ -152,7 +154,7 @@ def build(data_file: DataFile, file_format: Optional[FileFormat]) -> IndexState:
     return state
 
 
-def _scan(buffer, release, spans) -> Dict[str, IndexEntry]:  # noqa: ANN001 - buffer or mmap
+def _scan(buffer, release, spans) -> Dict[str, IndexEntry]:
     entries: Dict[str, IndexEntry] = {}
     released = 0
     level = 1

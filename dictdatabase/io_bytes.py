@@ -38,9 +38,8 @@ from typing import Callable, ContextManager, Iterator, NamedTuple, Optional, Tup
 
 import orjson
 
-from . import utils
+from . import errors, utils
 from .configuration import config
-from . import errors
 from .errors import CorruptedFileError, LockError
 
 __all__ = [
@@ -520,7 +519,9 @@ def splice_data(
         new_size = size if same_length else value_start + len(payload)
         with fence():
             _write_journal(data_file, value_start, new_size, payload)
-            identity = _apply_in_place(data_file.path, data_file.identity.inode, value_start, new_size, payload, timeout)
+            identity = _apply_in_place(
+                data_file.path, data_file.identity.inode, value_start, new_size, payload, timeout
+            )
             os.unlink(data_file.files.journal)
         return identity
     size = data_file.identity.size

@@ -22,9 +22,8 @@ from typing import Any, Callable, ContextManager, NamedTuple, Optional, Tuple
 
 import orjson
 
-from . import indexing, io_bytes, utils
+from . import errors, indexing, io_bytes, utils
 from .configuration import config
-from . import errors
 from .errors import CorruptedFileError, KeyNotFoundError, SerializationError
 from .indexing import FileFormat, IndexEntry, IndexState
 from .io_bytes import DataFile
@@ -129,7 +128,9 @@ def deserialize(raw: bytes, path: str) -> Any:
         pass
     if not raw.strip():
         raise CorruptedFileError(path, "the file is empty") from None
-    raise CorruptedFileError(path, f"invalid JSON: {first_error}", pos=getattr(first_error, "pos", 0)) from None
+    raise CorruptedFileError(
+        path, f"invalid JSON: {first_error}", pos=getattr(first_error, "pos", 0)
+    ) from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -193,7 +194,9 @@ def _lookup_in(data_file: DataFile, key: str) -> Any:
         value_bytes = _verified_value(data_file, source, key, entry, fresh=attempt > 0)
         if value_bytes is not None:
             return deserialize(value_bytes, data_file.path)
-        utils.logger.info("Index of %r did not match the file (edited elsewhere?); rebuilding", data_file.path)
+        utils.logger.info(
+            "Index of %r did not match the file (edited elsewhere?); rebuilding", data_file.path
+        )
     msg = f"the index of {data_file.path!r} does not match right after a rebuild"
     raise RuntimeError(msg)
 
@@ -210,7 +213,9 @@ def _verified_value(
     unusual escapes, like ``"\\u0061"``, only pass that way).
     """
     if fresh:
-        return source[entry.start : entry.end] if source is not None else data_file.pread(entry.start, entry.end)
+        return (
+            source[entry.start : entry.end] if source is not None else data_file.pread(entry.start, entry.end)
+        )
     encodings = _key_encodings(key)
     low = max(0, entry.start - max(len(e) for e in encodings) - 8)
     raw = source[low : entry.end] if source is not None else data_file.pread(low, entry.end)
@@ -297,7 +302,9 @@ def partial_write(handle: PartialFileHandle, *, fence: _Fence = _no_fence, timeo
     set_key(utils.db_files(handle.db_name), handle.key, handle.value, fence=fence, timeout=timeout)
 
 
-def set_key(files: utils.DbFiles, key: str, value: Any, *, fence: _Fence = _no_fence, timeout: float = 60.0) -> None:
+def set_key(
+    files: utils.DbFiles, key: str, value: Any, *, fence: _Fence = _no_fence, timeout: float = 60.0
+) -> None:
     """Set one top-level key, splicing its bytes into large canonical files."""
     file_format = current_format()
     value_bytes = serialize_value(value, file_format)  # fails before any I/O
@@ -347,8 +354,16 @@ def _splice_key(
         return False
     if state.file_format != file_format:
         return False  # the rebuild found the file is not canonical after all
-    identity = io_bytes.splice_data(data_file, entry.start, entry.end, value_bytes, fence=fence, timeout=timeout)
-    new_entry = IndexEntry(entry.start, entry.start + len(value_bytes), entry.indent_level, entry.indent_with, zlib.crc32(value_bytes))
+    identity = io_bytes.splice_data(
+        data_file, entry.start, entry.end, value_bytes, fence=fence, timeout=timeout
+    )
+    new_entry = IndexEntry(
+        entry.start,
+        entry.start + len(value_bytes),
+        entry.indent_level,
+        entry.indent_with,
+        zlib.crc32(value_bytes),
+    )
     indexing.store(data_file.files, indexing.shifted(state, key, new_entry, identity))
     return True
 

@@ -89,7 +89,7 @@ class LockFileMeta:
 
     __slots__ = ("db_name", "folder", "mode", "nonce", "order", "pid", "stage", "tid", "token")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0917 - one field per part of the lock file name
         self,
         db_name: str,
         folder: str,
@@ -120,7 +120,7 @@ class LockFileMeta:
         return os.path.join(self.folder, self.filename)
 
     @property
-    def id(self) -> str:  # noqa: A003 - the spec's name for "which thread of which process"
+    def id(self) -> str:
         return f"{self.pid}.{self.tid}"
 
     @property
@@ -135,7 +135,15 @@ class LockFileMeta:
 
     def with_stage(self, stage: str) -> LockFileMeta:
         return LockFileMeta(
-            self.db_name, self.folder, self.order, self.pid, self.token, self.tid, self.nonce, stage, self.mode
+            self.db_name,
+            self.folder,
+            self.order,
+            self.pid,
+            self.token,
+            self.tid,
+            self.nonce,
+            stage,
+            self.mode,
         )
 
     @classmethod
@@ -147,18 +155,33 @@ class LockFileMeta:
         if len(parts) != 7 or parts[5] not in (NEED, HAS) or parts[6] not in (READ, WRITE):
             return None
         try:
-            return cls(db_name, folder, int(parts[0]), int(parts[1]), parts[2], int(parts[3]), parts[4], parts[5], parts[6])
+            return cls(
+                db_name,
+                folder,
+                int(parts[0]),
+                int(parts[1]),
+                parts[2],
+                int(parts[3]),
+                parts[4],
+                parts[5],
+                parts[6],
+            )
         except ValueError:
             return None
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LockFileMeta) and (self.folder, self.filename) == (other.folder, other.filename)
+        return isinstance(other, LockFileMeta) and (self.folder, self.filename) == (
+            other.folder,
+            other.filename,
+        )
 
     def __hash__(self) -> int:
         return hash((self.folder, self.filename))
 
     def __repr__(self) -> str:
-        return f"LockFileMeta(db={self.db_name!r}, {self.stage} {self.mode}, pid={self.pid}, thread={self.tid})"
+        return (
+            f"LockFileMeta(db={self.db_name!r}, {self.stage} {self.mode}, pid={self.pid}, thread={self.tid})"
+        )
 
 
 def _list_locks(db_name: str, folder: str) -> List[LockFileMeta]:
@@ -532,7 +555,9 @@ class AbstractLock:
             if _held.get((self.folder, self.has_lock.tid)) is self:
                 del _held[(self.folder, self.has_lock.tid)]
         if not _park_lock_file(self.folder, self.has_lock.tid, self.has_lock.path):
-            utils.logger.warning("The %s lock of database %r had been broken by another process", self.mode, self.db_name)
+            utils.logger.warning(
+                "The %s lock of database %r had been broken by another process", self.mode, self.db_name
+            )
         _wake_next(self.folder, self.db_name)
 
     def _refresh_lease(self) -> None:
@@ -542,7 +567,9 @@ class AbstractLock:
             os.utime(self.has_lock.path)
             self._last_refresh = time.monotonic()
         except FileNotFoundError:
-            utils.logger.warning("The %s lock of database %r was broken (its lease had expired)", self.mode, self.db_name)
+            utils.logger.warning(
+                "The %s lock of database %r was broken (its lease had expired)", self.mode, self.db_name
+            )
 
     # -- fencing -----------------------------------------------------------------------
 
@@ -625,7 +652,7 @@ class _Waiter:
             if self.bell_fd < 0:
                 self.bell_fd = _open_wake_channel(self.lock.folder, self.lock.need_lock.tid)
             self._touch_need()
-            pause = min(delay, max(0.0, self.deadline - time.monotonic())) * random.uniform(0.8, 1.0)
+            pause = min(delay, max(0.0, self.deadline - time.monotonic())) * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not secrets
             _wait_for_wake(self.bell_fd, pause)
             delay = min(delay * 2, MAX_SLEEP_TIMEOUT)
 
@@ -674,7 +701,9 @@ class _Waiter:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(other.path)
             removed_dead = True
-            utils.logger.warning("Removed the orphaned %s lock of database %r: %s", other.mode, other.db_name, reason)
+            utils.logger.warning(
+                "Removed the orphaned %s lock of database %r: %s", other.mode, other.db_name, reason
+            )
         if removed_dead:
             utils.sweep_dead_temp_files(self.lock.folder)
             _sweep_dead_leftovers(self.lock.folder)
@@ -703,9 +732,10 @@ class _Waiter:
             self.need_touched = now
 
     def _timeout_message(self) -> str:
-        holders = ", ".join(
-            f"pid {b.pid} thread {b.tid} ({b.stage} {b.mode})" for b in self.blockers
-        ) or "nobody visible"
+        holders = (
+            ", ".join(f"pid {b.pid} thread {b.tid} ({b.stage} {b.mode})" for b in self.blockers)
+            or "nobody visible"
+        )
         return (
             f"Timed out after {AQUIRE_LOCK_TIMEOUT} s waiting for the {self.lock.mode} lock of database "
             f"{self.lock.db_name!r}; it is held or requested earlier by: {holders}. "

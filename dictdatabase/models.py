@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from . import io_safe, io_unsafe, sessions, utils
-from . import errors
+from . import errors, io_safe, io_unsafe, sessions, utils
 
 __all__ = ["DDBMethodChooser", "at"]
 

@@ -20,9 +20,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from path_dict import PathDict
 
-from . import io_safe, io_unsafe, locking, utils
+from . import errors, io_safe, io_unsafe, locking, utils
 from .configuration import config
-from . import errors
 from .errors import ConcurrentWriteError
 
 __all__ = [
@@ -144,7 +143,9 @@ class SessionFileFull(SessionBase):
     def _enter(self) -> None:
         if not self.optimistic:
             self._lock(self.db_name)
-        self._raw, data = io_safe.recovering(self.db_name, lambda: io_unsafe.raw_snapshot(utils.db_files(self.db_name)))
+        self._raw, data = io_safe.recovering(
+            self.db_name, lambda: io_unsafe.raw_snapshot(utils.db_files(self.db_name))
+        )
         _require_file(self.db_name, self._raw is not None)
         self._snapshot = data
         self.data = _cast(self.as_type, data)
@@ -176,7 +177,9 @@ class SessionFileWhere(SessionFileFull):
     are stored, items deleted from the dict are deleted from the file, added items added.
     """
 
-    def __init__(self, db_name: str, where: Where, as_type: AsType = None, *, optimistic: bool = False) -> None:
+    def __init__(
+        self, db_name: str, where: Where, as_type: AsType = None, *, optimistic: bool = False
+    ) -> None:
         super().__init__(db_name, as_type, optimistic=optimistic)
         self.where = where
 
@@ -208,9 +211,13 @@ class SessionFileKey(SessionBase):
     def _enter(self) -> None:
         if not self.optimistic:
             self._lock(self.db_name)
-        handle = io_safe.recovering(self.db_name, lambda: io_unsafe.get_partial_file_handle(self.db_name, self.key))
+        handle = io_safe.recovering(
+            self.db_name, lambda: io_unsafe.get_partial_file_handle(self.db_name, self.key)
+        )
         # Optimistic sessions compare a compact encoding of the value at write time.
-        self._original = io_unsafe.serialize_value(handle.value, ("orjson", None)) if self.optimistic else None
+        self._original = (
+            io_unsafe.serialize_value(handle.value, ("orjson", None)) if self.optimistic else None
+        )
         self.data = _cast(self.as_type, handle.value)
 
     def _write(self) -> None:
@@ -220,7 +227,10 @@ class SessionFileKey(SessionBase):
         with self._commit_lock(self.db_name) as fence:
             if self.optimistic:
                 current = io_unsafe.lookup(files, self.key, shared=False)
-                if current is io_unsafe.MISSING or io_unsafe.serialize_value(current, ("orjson", None)) != self._original:
+                if (
+                    current is io_unsafe.MISSING
+                    or io_unsafe.serialize_value(current, ("orjson", None)) != self._original
+                ):
                     msg = (
                         f"Key {self.key!r} of database {self.db_name!r} was changed by someone else since this "
                         "session read it; nothing was written"
@@ -274,7 +284,11 @@ class SessionDirFull(SessionBase):
             name = f"{self.folder}/{stem}" if self.folder else stem
             files = utils.db_files(name)
             stored = self._stored.get(stem)
-            if stored is not None and stored.compressed == config.use_compression and stored.json_bytes == payloads[stem]:
+            if (
+                stored is not None
+                and stored.compressed == config.use_compression
+                and stored.json_bytes == payloads[stem]
+            ):
                 continue  # unchanged: no need to rewrite it
             if locking.held_lock(name) is None:
                 self._lock(name)  # a new document
@@ -286,11 +300,14 @@ class SessionDirFull(SessionBase):
 class SessionDirWhere(SessionDirFull):
     """A folder session on the files for which ``where(file name, data)`` is true."""
 
-    def __init__(self, pattern: str, where: Where, as_type: AsType = None, *, optimistic: bool = False) -> None:
+    def __init__(
+        self, pattern: str, where: Where, as_type: AsType = None, *, optimistic: bool = False
+    ) -> None:
         super().__init__(pattern, as_type, optimistic=optimistic)
         self.where = where
 
     def _set_documents(self, documents: Dict[str, Any]) -> None:
-        chosen = {stem: data for stem, data in documents.items() if self.where(stem, _cast(self.as_type, data))}
+        chosen = {
+            stem: data for stem, data in documents.items() if self.where(stem, _cast(self.as_type, data))
+        }
         super()._set_documents(chosen)
-

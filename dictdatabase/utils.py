@@ -9,6 +9,7 @@ injective, so two names never share a private folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -122,7 +123,7 @@ def encode_name(db_name: str) -> str:
     encoded = quote(db_name, safe="")
     if len(encoded) > _MAX_SEGMENT:
         digest = hashlib.sha256(db_name.encode("utf-8")).hexdigest()[:32]
-        encoded = f"{encoded[:_MAX_SEGMENT - 40]}~{digest}"
+        encoded = f"{encoded[: _MAX_SEGMENT - 40]}~{digest}"
     return encoded
 
 
@@ -196,10 +197,8 @@ def untrack_lock_fd(fd: int) -> None:
 
 def _close_inherited_lock_fds() -> None:
     for fd in list(_lock_holding_fds):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     _lock_holding_fds.clear()
 
 
