@@ -641,10 +641,13 @@ def _read_journal(path: str) -> Optional[Tuple[dict, bytes]]:
 def _journal_blocks_readers(files: utils.DbFiles) -> bool:
     """True when a journal exists whose writer is dead (the file may be half-changed)."""
     try:
-        with open(files.journal, "rb") as handle:
-            first_line = handle.readline(4096)
+        fd = os.open(files.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return False
+    try:
+        first_line = os.read(fd, 4096).split(b"\n", 1)[0]
+    finally:
+        os.close(fd)
     try:
         header = orjson.loads(first_line)
         return not utils.process_is_alive(int(header["pid"]), str(header["token"]))

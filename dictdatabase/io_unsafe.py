@@ -275,11 +275,17 @@ def write_payload(files: utils.DbFiles, payload: bytes, *, fence: _Fence = _no_f
 
 
 class PartialFileHandle(NamedTuple):
-    """What a key session read: the database, the key, and the value (to be changed)."""
+    """What a key session read: the database, the key, and the value (to be changed).
+
+    For a small file, ``full`` is the whole parsed file (``value`` is ``full[key]``): the
+    write then serialises it again instead of reading the file a second time. The caller
+    holds the write lock between the read and the write, so the file cannot change.
+    """
 
     db_name: str
     key: str
     value: Any
+    full: Any = None
 
 
 def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
@@ -289,17 +295,27 @@ def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
     if data_file is None:
         msg = f"Database {files.name!r} does not exist; create it first"
         raise errors.FileNotFoundError(msg)
+    full = None
     with data_file:
-        value = _lookup_in(data_file, key)
+        if data_file.identity.size < SMALL_FILE_BYTES:
+            full = _decode_file(data_file)
+            value = full.get(key, MISSING) if isinstance(full, dict) else MISSING
+        else:
+            value = _lookup_in(data_file, key)
     if value is MISSING:
         msg = f"Key {key!r} does not exist in database {files.name!r}"
         raise KeyNotFoundError(msg)
-    return PartialFileHandle(files.name, key, value)
+    return PartialFileHandle(files.name, key, value, full)
 
 
 def partial_write(handle: PartialFileHandle, *, fence: _Fence = _no_fence, timeout: float = 60.0) -> None:
     """Store ``handle.value`` under ``handle.key`` (the caller holds the write lock)."""
-    set_key(utils.db_files(handle.db_name), handle.key, handle.value, fence=fence, timeout=timeout)
+    files = utils.db_files(handle.db_name)
+    if handle.full is not None:
+        handle.full[handle.key] = handle.value
+        write_payload(files, serialize(handle.full), fence=fence)
+        return
+    set_key(files, handle.key, handle.value, fence=fence, timeout=timeout)
 
 
 def set_key(

@@ -370,9 +370,67 @@ def _wait_for_wake(fd: int, timeout: float) -> None:
             os.read(fd, 4096)
 
 
+_presence_probes: Dict[str, int] = {}
+
+
+def _presence_path(folder: str) -> str:
+    return os.path.join(folder, "waiting")
+
+
+def _announce_waiting(folder: str) -> int:
+    """Hold a shared ``flock`` on the folder's ``waiting`` file while this thread waits.
+
+    Releasers test it with one non-blocking exclusive ``flock`` and skip listing the folder
+    when nobody waits. Returns the descriptor to close when done (-1 if it did not work, in
+    which case the waiter still polls).
+    """
+    try:
+        fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError:
+        return -1
+    utils.track_lock_fd(fd)
+    for _ in range(3):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            time.sleep(0.0001)  # a releaser is probing right now
+    utils.untrack_lock_fd(fd)
+    os.close(fd)
+    return -1
+
+
+def _anyone_waiting(folder: str) -> bool:
+    """Does any thread of any process wait for a lock of this database right now?"""
+    fd = _presence_probes.get(folder)
+    cached = fd is not None
+    if fd is None:
+        try:
+            fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError:
+            return True
+        utils.track_lock_fd(fd)
+        if len(_presence_probes) < _MAX_CACHED_GATES:
+            _presence_probes[folder] = fd
+            cached = True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        if not cached:
+            utils.untrack_lock_fd(fd)
+            os.close(fd)
+
+
 def _wake_next(folder: str, db_name: str) -> None:
     """Wake the waiters that may now be granted: the earliest request, and if it is a read,
     every read request before the next write request."""
+    if not _anyone_waiting(folder):
+        return
     waiting = [lock for lock in _list_locks(db_name, folder) if lock.stage == NEED]
     for lock in waiting:
         if lock.mode == WRITE and lock is not waiting[0]:
@@ -479,6 +537,7 @@ def _forget_parent_locks() -> None:
     _held.clear()
     _gates.clear()
     _parked.clear()
+    _presence_probes.clear()
     _keeper = _LeaseKeeper()
 
 
@@ -637,6 +696,7 @@ class _Waiter:
         self.deadline = deadline
         self.need_created = False
         self.bell_fd = -1
+        self.presence_fd = -1
         #: lock file name -> (mtime_ns last seen, monotonic time it was first seen)
         self.leases: Dict[str, Tuple[int, float]] = {}
         self.blockers: List[LockFileMeta] = []
@@ -677,6 +737,8 @@ class _Waiter:
                 _claim_lock_file(lock.folder, lock.need_lock.tid, lock.need_lock.path)
                 self.need_created = True
                 self.need_touched = time.monotonic()
+            if self.presence_fd < 0:
+                self.presence_fd = _announce_waiting(lock.folder)
             return False
 
     def _blockers(self, others: List[LockFileMeta]) -> List[LockFileMeta]:
@@ -750,3 +812,7 @@ class _Waiter:
         if self.bell_fd >= 0:
             os.close(self.bell_fd)
             self.bell_fd = -1
+        if self.presence_fd >= 0:
+            utils.untrack_lock_fd(self.presence_fd)
+            os.close(self.presence_fd)
+            self.presence_fd = -1

@@ -218,10 +218,17 @@ class SessionFileKey(SessionBase):
         self._original = (
             io_unsafe.serialize_value(handle.value, ("orjson", None)) if self.optimistic else None
         )
+        # A pessimistic session holds the lock, so the whole small file it read stays valid.
+        self._handle = None if self.optimistic else handle
         self.data = _cast(self.as_type, handle.value)
 
     def _write(self) -> None:
         value = _plain(self.data)
+        if self._handle is not None:
+            with self._commit_lock(self.db_name) as fence:
+                handle = self._handle._replace(value=value)
+                io_unsafe.partial_write(handle, fence=fence, timeout=locking.AQUIRE_LOCK_TIMEOUT)
+            return
         io_unsafe.serialize_value(value, io_unsafe.current_format())  # fail before any lock or I/O
         files = utils.db_files(self.db_name)
         with self._commit_lock(self.db_name) as fence:
