@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections import OrderedDict
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import orjson
 
@@ -33,7 +33,7 @@ __all__ = ["FileFormat", "IndexEntry", "IndexState", "Indexer", "build", "curren
 #: ``None`` means compact output; ``""`` means newlines without indentation (json, indent=0).
 FileFormat = Tuple[str, Optional[str]]
 
-_VERSION = 1
+_VERSION = 2
 _MEMORY_SLOTS = 256
 # During a scan through mmap, give pages back every this many bytes.
 _RELEASE_EVERY = 16 << 20
@@ -66,31 +66,76 @@ class IndexState:
         self.entries = entries
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "version": _VERSION,
-                "identity": list(self.identity),
-                "format": list(self.file_format) if self.file_format else None,
-                "entries": None if self.entries is None else {k: list(e) for k, e in self.entries.items()},
-            }
-        )
+        """One snapshot line (keys and flat spans keep it compact and fast to encode)."""
+        record: Dict[str, Any] = {
+            "version": _VERSION,
+            "identity": list(self.identity),
+            "format": list(self.file_format) if self.file_format else None,
+            "keys": None,
+        }
+        if self.entries is not None:
+            entries = list(self.entries.values())
+            unit = entries[0].indent_with if entries else ""
+            spans: List[Any] = []
+            for entry in entries:
+                spans += (entry.start, entry.end, entry.indent_level, entry.value_hash)
+            record["keys"] = list(self.entries)
+            record["spans"] = spans
+            record["unit"] = unit
+            if any(entry.indent_with != unit for entry in entries):
+                record["units"] = [entry.indent_with for entry in entries]
+        return orjson.dumps(record) + b"\n"
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Optional[IndexState]:
+        """Parse a snapshot line followed by any number of change lines (see :func:`record_change`)."""
+        lines = raw.split(b"\n")
         try:
-            loaded = orjson.loads(raw)
-            if loaded.get("version") != _VERSION:
+            record = orjson.loads(lines[0])
+            if record.get("version") != _VERSION:
                 return None
-            identity = FileIdentity(*loaded["identity"])
-            file_format = tuple(loaded["format"]) if loaded["format"] else None
-            raw_entries = loaded["entries"]
-            entries = None if raw_entries is None else {k: IndexEntry(*v) for k, v in raw_entries.items()}
-        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            state = cls(FileIdentity(*record["identity"]), _format(record["format"]), _entries(record))
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError, IndexError):
             return None  # a damaged index is rebuilt, never trusted
-        return cls(identity, file_format, entries)
+        for line in lines[1:]:
+            if not line:
+                continue
+            try:
+                change = orjson.loads(line)
+                state = shifted(
+                    state,
+                    change["key"],
+                    IndexEntry(*change["entry"]),
+                    FileIdentity(*change["identity"]),
+                    change["from"],
+                )
+            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+                break  # a torn last line: the identity before it no longer matches the file
+        return state
+
+
+def _format(raw: Any) -> Optional[FileFormat]:
+    return (raw[0], raw[1]) if raw else None
+
+
+def _entries(record: Dict[str, Any]) -> Optional[Dict[str, IndexEntry]]:
+    keys = record["keys"]
+    if keys is None:
+        return None
+    spans = record["spans"]
+    units = record.get("units") or [record["unit"]] * len(keys)
+    return {
+        key: IndexEntry(spans[4 * i], spans[4 * i + 1], spans[4 * i + 2], units[i], spans[4 * i + 3])
+        for i, key in enumerate(keys)
+    }
 
 
 _memory: OrderedDict = OrderedDict()  # private folder -> IndexState
+#: private folder -> (inode, size) of the index file as this process last wrote or read it
+_disk_stamps: Dict[str, Tuple[int, int]] = {}
+#: private folder -> number of change lines after the snapshot
+_change_counts: Dict[str, int] = {}
+_COMPACT_AFTER = 256
 
 
 def _remember(folder: str, state: IndexState) -> None:
@@ -103,6 +148,7 @@ def _remember(folder: str, state: IndexState) -> None:
 def forget(files: utils.DbFiles) -> None:
     """Drop the in-memory index of a database (the disk copy is removed with the data)."""
     _memory.pop(files.private, None)
+    _disk_stamps.pop(files.private, None)
 
 
 def current_state(files: utils.DbFiles, identity: FileIdentity) -> Optional[IndexState]:
@@ -111,23 +157,74 @@ def current_state(files: utils.DbFiles, identity: FileIdentity) -> Optional[Inde
     if state is not None and state.identity == identity:
         return state
     try:
-        with open(files.index, "rb") as handle:
-            state = IndexState.from_bytes(handle.read())
+        fd = os.open(files.index, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        stat = os.fstat(fd)
+        raw = os.pread(fd, stat.st_size, 0)
+    finally:
+        os.close(fd)
+    state = IndexState.from_bytes(raw)
     if state is None or state.identity != identity:
         return None
+    _disk_stamps[files.private] = (stat.st_ino, len(raw))
+    _change_counts[files.private] = raw.count(b"\n") - 1
     _remember(files.private, state)
     return state
 
 
 def store(files: utils.DbFiles, state: IndexState) -> None:
-    """Keep ``state`` in memory and write it to disk atomically (best effort on disk)."""
+    """Keep ``state`` in memory and write it to disk as a new snapshot (best effort)."""
     _remember(files.private, state)
+    raw = state.to_bytes()
     try:
-        io_bytes.write_private_file(files, files.index, state.to_bytes())
+        io_bytes.write_private_file(files, files.index, raw)
+        _disk_stamps[files.private] = (os.stat(files.index).st_ino, len(raw))
+        _change_counts[files.private] = 0
     except OSError as error:  # a read-only folder must not break reads
         utils.logger.debug("Could not write the index of %r: %s", files.name, error)
+
+
+def record_change(
+    files: utils.DbFiles, state: IndexState, key: str, entry: IndexEntry, identity: FileIdentity
+) -> None:
+    """The value of ``key`` moved to ``entry`` (later values shift) and the file is now
+    ``identity``: update the index in memory and append one change line on disk.
+
+    Appending costs one small write instead of rewriting the whole index. It is only done
+    when the index file is exactly as this process left it (so the line applies to the right
+    base); otherwise, and every ``_COMPACT_AFTER`` changes, a fresh snapshot is written.
+    """
+    old_start = state.entries[key].start
+    new_state = shifted(state, key, entry, identity, old_start)
+    stamp = _disk_stamps.get(files.private)
+    if stamp is None or _change_counts.get(files.private, 0) >= _COMPACT_AFTER:
+        store(files, new_state)
+        return
+    line = (
+        orjson.dumps({"identity": list(identity), "key": key, "entry": list(entry), "from": old_start})
+        + b"\n"
+    )
+    try:
+        fd = os.open(files.index, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        store(files, new_state)
+        return
+    try:
+        current = os.fstat(fd)
+        if (current.st_ino, current.st_size) != stamp:
+            os.close(fd)
+            fd = -1
+            store(files, new_state)
+            return
+        os.write(fd, line)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    _disk_stamps[files.private] = (stamp[0], stamp[1] + len(line))
+    _change_counts[files.private] = _change_counts.get(files.private, 0) + 1
+    _remember(files.private, new_state)
 
 
 def build(data_file: DataFile, file_format: Optional[FileFormat]) -> IndexState:
@@ -171,15 +268,30 @@ def _scan(buffer, release, spans) -> Dict[str, IndexEntry]:
     return entries
 
 
-def shifted(state: IndexState, key: str, new_entry: IndexEntry, identity: FileIdentity) -> IndexState:
-    """The index after the value of ``key`` became ``new_entry`` (later values move)."""
-    old = state.entries[key]
-    delta = new_entry.end - old.end
-    entries = {}
-    for name, entry in state.entries.items():
-        if entry.start > old.start and delta:
-            entry = entry._replace(start=entry.start + delta, end=entry.end + delta)  # noqa: PLW2901
-        entries[name] = entry
+def shifted(
+    state: IndexState,
+    key: str,
+    new_entry: IndexEntry,
+    identity: FileIdentity,
+    old_start: Optional[int] = None,
+) -> IndexState:
+    """The index after the value of ``key`` became ``new_entry``: values that started after
+    ``old_start`` (default: the key's current start) move by the change in its end."""
+    entries = dict(state.entries)
+    old = entries.get(key)
+    if old is not None:
+        start = old.start if old_start is None else old_start
+        delta = new_entry.end - old.end
+        if delta:
+            for name, entry in entries.items():
+                if entry.start > start:
+                    entries[name] = IndexEntry(
+                        entry.start + delta,
+                        entry.end + delta,
+                        entry.indent_level,
+                        entry.indent_with,
+                        entry.value_hash,
+                    )
     entries[key] = new_entry
     return IndexState(identity, state.file_format, entries)
 

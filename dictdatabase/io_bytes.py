@@ -60,6 +60,9 @@ __all__ = [
 JOURNAL_MIN_BYTES = 64 << 10
 #: Below this size a length-changing splice always copies the file (cheap, no journal).
 IN_PLACE_MIN_BYTES = 1 << 20
+#: Files up to this size are written through the spare file (which keeps a copy of the
+#: previous version); larger ones through a fresh temporary file.
+SPARE_MAX_BYTES = 64 << 20
 #: Files at least this large are scanned through mmap instead of being read whole.
 MMAP_MIN_BYTES = 8 << 20
 #: How long readers wait when they see both forms of a file (a conversion in progress).
@@ -374,7 +377,8 @@ def _commit_through_spare(files: utils.DbFiles, target: str, fill: Callable[[int
     except FileNotFoundError:
         previous = None
     spare = os.path.join(files.private, "spare")
-    fd, path = _open_spare(spare) if _exchange is not None and previous is not None else (-1, "")
+    use_spare = _exchange is not None and previous is not None and previous.st_size <= SPARE_MAX_BYTES
+    fd, path = _open_spare(spare) if use_spare else (-1, "")
     if fd < 0:
         path = utils.temp_path(files.private)
         fd = _create_exclusive(path)
@@ -401,6 +405,9 @@ def _commit_through_spare(files: utils.DbFiles, target: str, fill: Callable[[int
         _exchange(spare, target)
     else:
         _replace(path, target)
+        if previous is not None and not use_spare:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spare)  # do not keep a stale copy of a large file around
     return identity
 
 
@@ -476,7 +483,9 @@ def delete_data(files: utils.DbFiles, fence: _FlockFence = _no_fence) -> bool:
                 removed = True
             except FileNotFoundError:
                 pass
-        for path in (files.index, files.journal):
+        # The spare and the idle journal hold copies of old data: they go too.
+        spare = os.path.join(files.private, "spare")
+        for path in (files.index, files.journal, files.journal + ".idle", spare):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     if removed and config.use_fsync:
@@ -522,7 +531,7 @@ def splice_data(
             identity = _apply_in_place(
                 data_file.path, data_file.identity.inode, value_start, new_size, payload, timeout
             )
-            os.unlink(data_file.files.journal)
+            _retire_journal(data_file.files)
         return identity
     size = data_file.identity.size
 
@@ -566,6 +575,12 @@ def _copy_range(source_fd: int, target_fd: int, offset: int, length: int) -> Non
 
 
 def _write_journal(data_file: DataFile, offset: int, new_size: int, payload: bytes) -> None:
+    """Write the redo journal and make it appear atomically as ``journal``.
+
+    The journal file is reused: it is written as ``journal.idle`` (creating a file with data
+    is slow on many file systems, rewriting one is not) and renamed into place, and renamed
+    back by :func:`_retire_journal` once the change is applied.
+    """
     header = orjson.dumps(
         {
             "inode": data_file.identity.inode,
@@ -577,16 +592,23 @@ def _write_journal(data_file: DataFile, offset: int, new_size: int, payload: byt
             "token": utils.own_process_token(),
         }
     )
-    fd = _open_creating_folder(data_file.files.journal, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    idle = data_file.files.journal + ".idle"
+    fd = _open_creating_folder(idle, os.O_WRONLY | os.O_CREAT)
     try:
         _write_all(fd, header + b"\n")
         _write_all(fd, payload)
+        os.ftruncate(fd, len(header) + 1 + len(payload))
         if config.use_fsync:
             os.fsync(fd)
     finally:
         os.close(fd)
+    os.rename(idle, data_file.files.journal)
     if config.use_fsync:
         _fsync_dir(data_file.files.private)
+
+
+def _retire_journal(files: utils.DbFiles) -> None:
+    os.rename(files.journal, files.journal + ".idle")
 
 
 def _apply_in_place(

@@ -380,7 +380,7 @@ def _splice_key(
         entry.indent_with,
         zlib.crc32(value_bytes),
     )
-    indexing.store(data_file.files, indexing.shifted(state, key, new_entry, identity))
+    indexing.record_change(data_file.files, state, key, new_entry, identity)
     return True
 
 
