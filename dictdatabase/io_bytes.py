@@ -524,13 +524,19 @@ def splice_data(
     suffix_length = size - value_end
     same_length = len(new_bytes) == value_end - value_start and size >= JOURNAL_MIN_BYTES
     if same_length or (size >= IN_PLACE_MIN_BYTES and value_start > suffix_length):
-        payload = new_bytes if same_length else new_bytes + data_file.pread(value_end, size)
-        new_size = size if same_length else value_start + len(payload)
+        # Same length: only the value's bytes change. Otherwise the suffix moves too.
+        suffix_start = size if same_length else value_end
+        new_size = size + len(new_bytes) - (value_end - value_start)
         with fence():
-            _write_journal(data_file, value_start, new_size, payload)
-            identity = _apply_in_place(
-                data_file.path, data_file.identity.inode, value_start, new_size, payload, timeout
-            )
+            journal_fd = _write_journal(data_file, value_start, new_size, new_bytes, suffix_start)
+            try:
+                header = _read_header(journal_fd)
+                if header is None:
+                    msg = f"the journal of {data_file.files.name!r} could not be read back"
+                    raise OSError(msg)
+                identity = _apply_in_place(data_file.path, _Journal(header, journal_fd), timeout)
+            finally:
+                os.close(journal_fd)
             _retire_journal(data_file.files)
         return identity
     size = data_file.identity.size
@@ -574,60 +580,83 @@ def _copy_range(source_fd: int, target_fd: int, offset: int, length: int) -> Non
 # The redo journal of in-place changes
 
 
-def _write_journal(data_file: DataFile, offset: int, new_size: int, payload: bytes) -> None:
-    """Write the redo journal and make it appear atomically as ``journal``.
+# A journal is ``<new bytes><old suffix><header JSON>\n<20-digit header length>``. The header
+# comes last: a journal without a readable trailer is incomplete, and the data file was not
+# touched yet. The suffix is copied by the kernel (data file -> journal -> data file), so it
+# never passes through Python.
+_TRAILER_DIGITS = 20
+
+
+class _Journal(NamedTuple):
+    header: dict
+    fd: int  #: open journal, read from while applying
+
+
+def _write_journal(
+    data_file: DataFile, offset: int, new_size: int, new_bytes: bytes, suffix_start: int
+) -> int:
+    """Write the redo journal and make it appear atomically as ``journal``; return its fd.
 
     The journal file is reused: it is written as ``journal.idle`` (creating a file with data
     is slow on many file systems, rewriting one is not) and renamed into place, and renamed
     back by :func:`_retire_journal` once the change is applied.
     """
+    suffix_length = data_file.identity.size - suffix_start
     header = orjson.dumps(
         {
             "inode": data_file.identity.inode,
             "offset": offset,
             "size": new_size,
-            "length": len(payload),
-            "crc32": zlib.crc32(payload),
+            "new_length": len(new_bytes),
+            "suffix_length": suffix_length,
+            "crc32": zlib.crc32(new_bytes),
             "pid": os.getpid(),
             "token": utils.own_process_token(),
         }
     )
     idle = data_file.files.journal + ".idle"
-    fd = _open_creating_folder(idle, os.O_WRONLY | os.O_CREAT)
+    fd = _open_creating_folder(idle, os.O_RDWR | os.O_CREAT)
     try:
-        _write_all(fd, header + b"\n")
-        _write_all(fd, payload)
-        os.ftruncate(fd, len(header) + 1 + len(payload))
+        _write_all(fd, new_bytes)
+        _copy_range(data_file.fd, fd, suffix_start, suffix_length)
+        if config.use_fsync:
+            os.fsync(fd)  # the payload is durable before the trailer declares it complete
+        _write_all(fd, header + b"\n" + b"%0*d" % (_TRAILER_DIGITS, len(header)))
+        os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
         if config.use_fsync:
             os.fsync(fd)
-    finally:
+        os.rename(idle, data_file.files.journal)
+    except BaseException:
         os.close(fd)
-    os.rename(idle, data_file.files.journal)
+        raise
     if config.use_fsync:
         _fsync_dir(data_file.files.private)
+    return fd
 
 
 def _retire_journal(files: utils.DbFiles) -> None:
     os.rename(files.journal, files.journal + ".idle")
 
 
-def _apply_in_place(
-    path: str, inode: int, offset: int, new_size: int, payload: bytes, timeout: float
-) -> FileIdentity:
+def _apply_in_place(path: str, journal: _Journal, timeout: float) -> FileIdentity:
+    """Apply a journal to the data file under an exclusive ``flock`` (idempotent)."""
+    header = journal.header
     fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     utils.track_lock_fd(fd)
     try:
         flock_wait(fd, fcntl.LOCK_EX, timeout, repr(path))
         before = os.fstat(fd)
-        if before.st_ino != inode:
+        if before.st_ino != header["inode"]:
             msg = f"{path!r} was replaced while a journaled write was applied"
             raise RuntimeError(msg)
+        new_length = header["new_length"]
+        new_bytes = _pread_exact(journal.fd, 0, new_length)
         written = 0
-        view = memoryview(payload)
-        while written < len(payload):
-            written += os.pwrite(fd, view[written:], offset + written)
-        if before.st_size != new_size:
-            os.ftruncate(fd, new_size)
+        while written < new_length:
+            written += os.pwrite(fd, new_bytes[written:], header["offset"] + written)
+        _copy_between(journal.fd, new_length, fd, header["offset"] + new_length, header["suffix_length"])
+        if before.st_size != header["size"]:
+            os.ftruncate(fd, header["size"])
         # Give the change a strictly newer mtime, so every cached identity becomes stale
         # even when the clock is coarse or the size is unchanged.
         mtime = max(time.time_ns(), before.st_mtime_ns + 1)
@@ -640,24 +669,55 @@ def _apply_in_place(
         os.close(fd)
 
 
-def _read_journal(path: str) -> Optional[Tuple[dict, bytes]]:
-    """Return ``(header, payload)`` of a complete journal, or ``None`` for an incomplete one."""
-    try:
-        with open(path, "rb") as handle:
-            content = handle.read()
-    except FileNotFoundError:
+def _copy_between(
+    source_fd: int, source_offset: int, target_fd: int, target_offset: int, length: int
+) -> None:
+    """Copy ``length`` bytes between two files at explicit offsets (in the kernel if it can)."""
+    copy_file_range = getattr(os, "copy_file_range", None)
+    while length > 0:
+        copied = 0
+        if copy_file_range is not None:
+            try:
+                copied = copy_file_range(source_fd, target_fd, length, source_offset, target_offset)
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                copy_file_range = None
+                continue
+        else:
+            chunk = os.pread(source_fd, min(length, _COPY_CHUNK), source_offset)
+            copied = os.pwrite(target_fd, chunk, target_offset) if chunk else 0
+        if copied == 0:
+            msg = "the journal ended before its payload did"
+            raise OSError(msg)
+        source_offset += copied
+        target_offset += copied
+        length -= copied
+
+
+def _read_header(fd: int) -> Optional[dict]:
+    """The header of a complete journal, or ``None`` for an incomplete or damaged one."""
+    size = os.fstat(fd).st_size
+    if size < _TRAILER_DIGITS + 2:
         return None
-    header_end = content.find(b"\n")
+    digits = os.pread(fd, _TRAILER_DIGITS, size - _TRAILER_DIGITS)
+    if not digits.isdigit():
+        return None
+    length = int(digits)
+    start = size - _TRAILER_DIGITS - 1 - length
+    if start < 0:
+        return None
     try:
-        header = orjson.loads(content[:header_end]) if header_end > 0 else None
+        header = orjson.loads(os.pread(fd, length, start))
     except orjson.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict):
         return None
-    payload = content[header_end + 1 :]
-    if len(payload) != header.get("length") or zlib.crc32(payload) != header.get("crc32"):
+    if not isinstance(header, dict) or start != header.get("new_length", -1) + header.get(
+        "suffix_length", -1
+    ):
         return None
-    return header, payload
+    if zlib.crc32(_pread_exact(fd, 0, header["new_length"])) != header.get("crc32"):
+        return None
+    return header
 
 
 def _journal_blocks_readers(files: utils.DbFiles) -> bool:
@@ -667,14 +727,12 @@ def _journal_blocks_readers(files: utils.DbFiles) -> bool:
     except FileNotFoundError:
         return False
     try:
-        first_line = os.read(fd, 4096).split(b"\n", 1)[0]
+        header = _read_header(fd)
     finally:
         os.close(fd)
-    try:
-        header = orjson.loads(first_line)
-        return not utils.process_is_alive(int(header["pid"]), str(header["token"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return True  # the writer died while writing the header
+    if header is None:
+        return True  # its writer died while writing it: let recovery drop it
+    return not utils.process_is_alive(int(header["pid"]), str(header["token"]))
 
 
 def recover_journal(files: utils.DbFiles, timeout: float = 60.0) -> bool:
@@ -682,20 +740,24 @@ def recover_journal(files: utils.DbFiles, timeout: float = 60.0) -> bool:
 
     Returns ``True`` when a journal was applied.
     """
-    if not os.path.exists(files.journal):
+    try:
+        fd = os.open(files.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
         return False
-    journal = _read_journal(files.journal)
     applied = False
-    if journal is not None:
-        header, payload = journal
-        try:
-            inode = os.stat(files.json).st_ino
-        except FileNotFoundError:
-            inode = None
-        if inode == header["inode"]:
-            _apply_in_place(files.json, inode, header["offset"], header["size"], payload, timeout)
-            applied = True
-    os.unlink(files.journal)
+    try:
+        header = _read_header(fd)
+        if header is not None:
+            try:
+                inode = os.stat(files.json).st_ino
+            except FileNotFoundError:
+                inode = None
+            if inode == header["inode"]:
+                _apply_in_place(files.json, _Journal(header, fd), timeout)
+                applied = True
+    finally:
+        os.close(fd)
+    _retire_journal(files)
     utils.logger.warning(
         "%s the interrupted in-place write of database %r",
         "Finished" if applied else "Dropped",

@@ -11,8 +11,10 @@ The protocol (see docs/architecture.md):
   for a few system calls. So two processes never both decide they won, and two waiters
   never both break the same stale lock.
 - A write is granted when nobody holds the database and no earlier request waits; a read
-  when no write is held and no earlier write request waits. So readers cannot starve a
-  writer, and requests are served in order.
+  when no write is held and no earlier write request waits. Requests younger than
+  ``FAIRNESS_WINDOW`` (20 ms) may be overtaken, so a running process keeps working instead
+  of handing the lock to a sleeping one; after that window requests are served strictly in
+  order. So readers cannot starve a writer, and nobody waits long behind newer requests.
 - Waiting is a sleep with capped exponential backoff starting at ``SLEEP_TIMEOUT``. Each
   waiting thread also listens on its own wake-up FIFO (``wake.<pid>.<tid>``), and whoever
   releases a lock writes to the FIFOs of the requests that may be granted next, so a lock
@@ -62,6 +64,13 @@ __all__ = [
     "held_lock",
 ]
 
+#: A request may overtake earlier requests younger than this many seconds (a running
+#: process keeps working instead of handing the lock to a sleeping one); requests older
+#: than this are served strictly in order. 0 means strict request order.
+FAIRNESS_WINDOW = 0.02
+#: How long a lock must have blocked a waiter before it checks whether the owner is alive.
+ORPHAN_CHECK_DELAY = 0.02
+_LEASE_SAMPLE = 0.05
 #: First wait between two looks at a busy lock, in seconds; later waits double.
 SLEEP_TIMEOUT = 0.001
 #: Longest wait between two looks at a busy lock (a wake-up usually comes much sooner).
@@ -294,7 +303,8 @@ def _gate_timeout_message(db_name: str) -> str:
 
 
 def _flock_until(fd: int, deadline: float, db_name: str) -> None:
-    delay = 0.0001
+    # The gate is held for a few system calls (or one commit), so retry often.
+    delay = 0.00005
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -303,7 +313,7 @@ def _flock_until(fd: int, deadline: float, db_name: str) -> None:
             if time.monotonic() >= deadline:
                 raise LockError(_gate_timeout_message(db_name)) from None
             time.sleep(delay)
-            delay = min(delay * 2, 0.01)
+            delay = min(delay * 2, 0.0005)
 
 
 #: (private folder, thread id) -> this thread's parked lock file in that folder
@@ -697,8 +707,10 @@ class _Waiter:
         self.need_created = False
         self.bell_fd = -1
         self.presence_fd = -1
-        #: lock file name -> (mtime_ns last seen, monotonic time it was first seen)
-        self.leases: Dict[str, Tuple[int, float]] = {}
+        #: lock file name -> (mtime_ns last seen, when that mtime was first seen, last sample)
+        self.leases: Dict[str, Tuple[int, float, float]] = {}
+        #: lock file name -> when this waiter first saw it blocking
+        self.first_seen: Dict[str, float] = {}
         self.blockers: List[LockFileMeta] = []
         self.need_touched = 0.0
 
@@ -742,21 +754,38 @@ class _Waiter:
             return False
 
     def _blockers(self, others: List[LockFileMeta]) -> List[LockFileMeta]:
+        """Granted locks that conflict, and earlier conflicting requests that have waited
+        at least ``FAIRNESS_WINDOW`` seconds (younger ones may be overtaken)."""
         mine = self.lock.need_lock
+        oldest_order = time.monotonic_ns() - int(FAIRNESS_WINDOW * 1e9)
+
+        def blocks(other: LockFileMeta) -> bool:
+            if other.stage == HAS:
+                return True
+            return other.rank < mine.rank and other.order <= oldest_order
+
         if mine.mode == WRITE:
-            return [o for o in others if o.stage == HAS or o.rank < mine.rank]
-        return [o for o in others if o.mode == WRITE and (o.stage == HAS or o.rank < mine.rank)]
+            return [o for o in others if blocks(o)]
+        return [o for o in others if o.mode == WRITE and blocks(o)]
 
     def _remove_orphans(self, blockers: List[LockFileMeta]) -> List[LockFileMeta]:
+        """Drop blockers whose owner is gone or whose lease expired.
+
+        Checks cost system calls, so a blocker is first given ``ORPHAN_CHECK_DELAY``
+        seconds (a live owner usually releases sooner) and its lease is sampled at most
+        every ``_LEASE_SAMPLE`` seconds.
+        """
         alive = []
         removed_dead = False
         now = time.monotonic()
         for other in blockers:
+            first_seen = self.first_seen.setdefault(other.filename, now)
             reason = None
-            if not utils.process_is_alive(other.pid, other.token):
-                reason = "its process is gone"
-            else:
-                reason = self._lease_expired(other, now)
+            if now - first_seen >= ORPHAN_CHECK_DELAY:
+                if not utils.process_is_alive(other.pid, other.token):
+                    reason = "its process is gone"
+                else:
+                    reason = self._lease_expired(other, now)
             if reason is None:
                 alive.append(other)
                 continue
@@ -772,14 +801,17 @@ class _Waiter:
         return alive
 
     def _lease_expired(self, other: LockFileMeta, now: float) -> Optional[str]:
+        seen = self.leases.get(other.filename)
+        if seen is not None and now - seen[2] < _LEASE_SAMPLE:
+            return None
         try:
             mtime = os.stat(other.path).st_mtime_ns
         except FileNotFoundError:
             return None
-        seen = self.leases.get(other.filename)
         if seen is None or seen[0] != mtime:
-            self.leases[other.filename] = (mtime, now)
+            self.leases[other.filename] = (mtime, now, now)
             return None
+        self.leases[other.filename] = (mtime, seen[1], now)
         if now - seen[1] >= REMOVE_ORPHAN_LOCK_TIMEOUT:
             return f"its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s"
         return None
