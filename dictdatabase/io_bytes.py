@@ -251,14 +251,26 @@ def _open_if_exists(path: str) -> int:
         return -1
 
 
-def open_data(files: utils.DbFiles, *, shared: bool = True, timeout: float = 60.0) -> Optional[DataFile]:
+def open_data(
+    files: utils.DbFiles,
+    *,
+    shared: bool = True,
+    timeout: float = 60.0,
+    listed: Optional[Tuple[bool, bool]] = None,
+) -> Optional[DataFile]:
     """Open the database file for a consistent read, or return ``None`` when it is missing.
 
     With ``shared`` (the default) the view holds a shared ``flock`` and checks for a journal
     left by a dead writer (raising :class:`JournalPending`). ``shared=False`` reads whatever
-    is there, without waiting (for recovery tools).
+    is there, without waiting (for recovery tools). ``listed`` is ``(json exists, ddb
+    exists)`` from a folder listing just made; it saves looking for the other form.
     Raises :class:`errors.FileExistsError` when both ``.json`` and ``.ddb`` exist.
     """
+    if listed is not None and listed[0] != listed[1]:
+        path = files.json if listed[0] else files.ddb
+        fd = _open_if_exists(path)
+        if fd >= 0:
+            return _view(files, fd, path, shared=shared, timeout=timeout)
     deadline = time.monotonic() + _BOTH_FORMS_GRACE
     while True:
         json_fd = _open_if_exists(files.json)
@@ -278,6 +290,10 @@ def open_data(files: utils.DbFiles, *, shared: bool = True, timeout: float = 60.
     if json_fd < 0 and ddb_fd < 0:
         return None
     fd, path = (json_fd, files.json) if json_fd >= 0 else (ddb_fd, files.ddb)
+    return _view(files, fd, path, shared=shared, timeout=timeout)
+
+
+def _view(files: utils.DbFiles, fd: int, path: str, *, shared: bool, timeout: float) -> DataFile:
     utils.track_lock_fd(fd)
     try:
         if shared:
@@ -290,6 +306,56 @@ def open_data(files: utils.DbFiles, *, shared: bool = True, timeout: float = 60.
         utils.untrack_lock_fd(fd)
         os.close(fd)
         raise
+
+
+def read_small(path: str, *, shared: bool = True, timeout: float = 60.0) -> Optional[bytes]:
+    """The stored bytes of the file at ``path`` if it is smaller than ``JOURNAL_MIN_BYTES``.
+
+    Returns ``None`` for a larger file (use :func:`open_data`). Small files are never changed
+    in place, so a shared ``flock`` and one ``read`` give a consistent snapshot. Raises
+    ``FileNotFoundError`` when the file is gone.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    utils.track_lock_fd(fd)
+    try:
+        if shared:
+            flock_wait(fd, fcntl.LOCK_SH, timeout, repr(path))
+        raw = os.read(fd, JOURNAL_MIN_BYTES)
+    finally:
+        utils.untrack_lock_fd(fd)
+        os.close(fd)
+    return raw if len(raw) < JOURNAL_MIN_BYTES else None
+
+
+def read_small_database(files: utils.DbFiles, *, shared: bool = True) -> Tuple[str, bytes, str]:
+    """``(status, stored bytes, path)`` of a small database file, in few system calls.
+
+    ``status`` is ``"read"``, ``"missing"`` (no file), or ``"general"`` when the general path
+    (:func:`open_data`) must decide: a large file, or both forms present.
+    """
+    path = files.json
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if os.path.exists(files.ddb):
+            os.close(fd)
+            return "general", b"", ""
+    except FileNotFoundError:
+        path = files.ddb
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return "missing", b"", ""
+    utils.track_lock_fd(fd)
+    try:
+        if shared:
+            flock_wait(fd, fcntl.LOCK_SH, 60.0, repr(files.name))
+        raw = os.read(fd, JOURNAL_MIN_BYTES)
+    finally:
+        utils.untrack_lock_fd(fd)
+        os.close(fd)
+    if len(raw) >= JOURNAL_MIN_BYTES:
+        return "general", b"", ""
+    return "read", raw, path
 
 
 def read(db_name: str, start: Optional[int] = None, end: Optional[int] = None) -> bytes:

@@ -152,9 +152,40 @@ def read(db_name: str, *, shared: bool = True) -> Any:
     return None if data is MISSING else data
 
 
-def load(files: utils.DbFiles, *, shared: bool = True) -> Any:
+def load_listed(files: utils.DbFiles, listed: Tuple[bool, bool], *, shared: bool = True) -> Any:
+    """Like :func:`load`, for a file a folder listing just showed (fewer system calls)."""
+    if listed[0] != listed[1]:
+        path = files.json if listed[0] else files.ddb
+        try:
+            raw = io_bytes.read_small(path, shared=shared)
+        except FileNotFoundError:
+            raw = None  # changed since the listing: take the general path
+        if raw is not None:
+            return deserialize(io_bytes.decompress(raw, path) if path == files.ddb else raw, path)
+    return load(files, shared=shared, listed=listed)
+
+
+def _load_small(files: utils.DbFiles, shared: bool) -> Any:
+    """The whole small database, ``MISSING``, or ``None`` when the general path must read it."""
+    status, raw, path = io_bytes.read_small_database(files, shared=shared)
+    if status == "general":
+        return None
+    if status == "missing":
+        return MISSING
+    return _Parsed(deserialize(io_bytes.decompress(raw, path) if path == files.ddb else raw, path))
+
+
+class _Parsed(NamedTuple):
+    data: Any
+
+
+def load(files: utils.DbFiles, *, shared: bool = True, listed: Optional[Tuple[bool, bool]] = None) -> Any:
     """The whole database, or ``MISSING`` when the file does not exist."""
-    data_file = io_bytes.open_data(files, shared=shared)
+    if listed is None:
+        small = _load_small(files, shared)
+        if small is not None:
+            return small if small is MISSING else small.data
+    data_file = io_bytes.open_data(files, shared=shared, listed=listed)
     if data_file is None:
         return MISSING
     with data_file:
@@ -174,6 +205,11 @@ def key_exists(db_name: str, key: str) -> bool:
 
 def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
     """The value of ``key``, or the sentinel ``MISSING``."""
+    small = _load_small(files, shared)
+    if small is MISSING:
+        return MISSING
+    if small is not None:
+        return small.data.get(key, MISSING) if isinstance(small.data, dict) else MISSING
     data_file = io_bytes.open_data(files, shared=shared)
     if data_file is None:
         return MISSING

@@ -92,9 +92,12 @@ class DDBMethodChooser:
 
     def _read_folder(self, as_type: AsType, *, force: bool) -> Dict[str, Any]:
         documents = {}
-        for name in utils.find_all(self.path):
+        shared = not force
+        for name, listed in sorted(utils.find_all_forms(self.path).items()):
             files = utils.db_files(name)
-            data = io_safe.recovering(name, lambda files=files: io_unsafe.load(files, shared=not force))
+            data = io_safe.recovering(
+                name, lambda files=files, listed=listed: io_unsafe.load_listed(files, listed, shared=shared)
+            )
             if data is io_unsafe.MISSING:
                 continue  # deleted while we were reading the folder
             stem = name.rpartition("/")[2]

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import sys
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import quote
 
 from . import byte_codes
@@ -33,6 +33,7 @@ __all__ = [
     "file_exists",
     "file_info",
     "find_all",
+    "find_all_forms",
     "find_outermost_key_in_json_bytes",
     "normalize_name",
     "private_dir",
@@ -309,15 +310,20 @@ def file_exists(db_name: str) -> bool:
 def find_all(pattern: str) -> List[str]:
     """Return the sorted database names matching ``pattern``, a name whose last segment
     may hold ``*`` wildcards, for example ``find_all("users/*")``. Not recursive."""
+    return sorted(find_all_forms(pattern))
+
+
+def find_all_forms(pattern: str) -> Dict[str, Tuple[bool, bool]]:
+    """Like :func:`find_all`, with ``(json exists, ddb exists)`` for each name, as listed."""
     name = normalize_name(pattern)
     folder, _, file_pattern = name.rpartition("/")
     folder_path = os.path.join(storage_root(), *folder.split("/")) if folder else storage_root()
     try:
         entries = os.listdir(folder_path)
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return {}
     matcher = re.compile(".*".join(re.escape(part) for part in file_pattern.split("*")), re.DOTALL)
-    found = set()
+    found: Dict[str, Tuple[bool, bool]] = {}
     for entry in entries:
         stem, suffix = os.path.splitext(entry)
         if suffix not in (JSON_SUFFIX, DDB_SUFFIX) or not stem:
@@ -325,8 +331,10 @@ def find_all(pattern: str) -> List[str]:
         if folder == "" and stem == PRIVATE_FOLDER:
             continue
         if matcher.fullmatch(stem):
-            found.add(f"{folder}/{stem}" if folder else stem)
-    return sorted(found)
+            key = f"{folder}/{stem}" if folder else stem
+            has_json, has_ddb = found.get(key, (False, False))
+            found[key] = (has_json or suffix == JSON_SUFFIX, has_ddb or suffix == DDB_SUFFIX)
+    return found
 
 
 # ---------------------------------------------------------------------------------------
