@@ -1,0 +1,54 @@
+"""Shared fixtures: every test gets its own storage directory and leaves the config as it found it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+# Make the helper module importable whatever pytest's import mode is.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ddb_test_helpers import ALL_FMTS, Fmt
+
+import dictdatabase as DDB
+
+_CONFIG_NAMES = ("storage_directory", "indent", "use_compression", "use_orjson", "use_fsync")
+
+
+def _config_names() -> tuple:
+    names = list(_CONFIG_NAMES)
+    # Pick up any further public setting the library may grow.
+    for cls in type(DDB.config).__mro__:
+        for attr, value in vars(cls).items():
+            if (
+                isinstance(value, property)
+                and value.fset is not None
+                and not attr.startswith("_")
+                and attr not in names
+            ):
+                names.append(attr)
+    return tuple(names)
+
+
+@pytest.fixture(autouse=True)
+def ddb_storage(tmp_path):
+    """A fresh storage directory per test; all config values are restored afterwards."""
+    names = _config_names()
+    saved = {name: getattr(DDB.config, name) for name in names}
+    storage = tmp_path / "ddb"
+    DDB.config.storage_directory = str(storage)
+    try:
+        yield storage
+    finally:
+        for name, value in saved.items():
+            setattr(DDB.config, name, value)
+
+
+@pytest.fixture(params=ALL_FMTS, ids=[f.id for f in ALL_FMTS])
+def fmt(request) -> Fmt:
+    """use_compression x use_orjson x indent, applied to DDB.config."""
+    setting: Fmt = request.param
+    setting.apply()
+    return setting
