@@ -34,6 +34,8 @@ __all__ = ["FileFormat", "IndexEntry", "IndexState", "Indexer", "build", "curren
 FileFormat = Tuple[str, Optional[str]]
 
 _VERSION = 2
+#: Pending shifts an index keeps before it applies them to every entry.
+_MAX_SHIFTS = 64
 _MEMORY_SLOTS = 256
 # During a scan through mmap, give pages back every this many bytes.
 _RELEASE_EVERY = 16 << 20
@@ -50,20 +52,76 @@ class IndexEntry(NamedTuple):
 
 
 class IndexState:
-    """The index of one data file state."""
+    """The index of one data file state.
 
-    __slots__ = ("entries", "file_format", "identity")
+    Moving later values after a length change would touch every entry, so moves are kept
+    as a short list of pending shifts ``(from, delta)``: an entry stored after ``g`` shifts
+    moves by every later shift whose ``from`` lies before it. :meth:`get` applies them to
+    one entry; :attr:`entries` applies them all once (after ``_MAX_SHIFTS`` they are folded
+    in anyway).
+    """
+
+    __slots__ = ("_base", "_shifts", "file_format", "identity")
 
     def __init__(
         self,
         identity: FileIdentity,
         file_format: Optional[FileFormat],
         entries: Optional[Dict[str, IndexEntry]],
+        shifts: Tuple[Tuple[int, int], ...] = (),
+        generations: Optional[Dict[str, Tuple[IndexEntry, int]]] = None,
     ) -> None:
         self.identity = identity
         self.file_format = file_format
-        #: None until a scan fills it; then it holds *every* top-level key
-        self.entries = entries
+        #: key -> (entry, number of shifts that already apply to it); None until a scan
+        #: fills it, then it holds *every* top-level key
+        self._base = generations
+        if self._base is None and entries is not None:
+            self._base = {key: (entry, 0) for key, entry in entries.items()}
+        self._shifts = shifts
+
+    @property
+    def complete(self) -> bool:
+        """Does the index list every top-level key (is it not metadata only)?"""
+        return self._base is not None
+
+    def get(self, key: str) -> Optional[IndexEntry]:
+        """The current entry of ``key`` (pending shifts applied), or ``None``."""
+        stored = self._base.get(key) if self._base is not None else None
+        if stored is None:
+            return None
+        entry, generation = stored
+        start, end = entry.start, entry.end
+        for frm, delta in self._shifts[generation:]:
+            if start > frm:
+                start += delta
+                end += delta
+        if start == entry.start:
+            return entry
+        return IndexEntry(start, end, entry.indent_level, entry.indent_with, entry.value_hash)
+
+    @property
+    def entries(self) -> Optional[Dict[str, IndexEntry]]:
+        """Every entry with all shifts applied (``None`` for a metadata-only index)."""
+        if self._base is None:
+            return None
+        return {key: self.get(key) for key in self._base}
+
+    def with_change(
+        self, key: str, new_entry: IndexEntry, identity: FileIdentity, old_start: int
+    ) -> IndexState:
+        """The index after ``key``'s value became ``new_entry``: values that started after
+        ``old_start`` move by the change of the value's end."""
+        old = self.get(key)
+        base = dict(self._base)
+        shifts = self._shifts
+        if old is not None and new_entry.end != old.end:
+            shifts = (*shifts, (old_start, new_entry.end - old.end))
+        base[key] = (new_entry, len(shifts))
+        state = IndexState(identity, self.file_format, None, shifts, base)
+        if len(shifts) > _MAX_SHIFTS:
+            return IndexState(identity, self.file_format, state.entries)
+        return state
 
     def to_bytes(self) -> bytes:
         """One snapshot line (keys and flat spans keep it compact and fast to encode)."""
@@ -73,13 +131,14 @@ class IndexState:
             "format": list(self.file_format) if self.file_format else None,
             "keys": None,
         }
-        if self.entries is not None:
-            entries = list(self.entries.values())
+        materialized = self.entries
+        if materialized is not None:
+            entries = list(materialized.values())
             unit = entries[0].indent_with if entries else ""
             spans: List[Any] = []
             for entry in entries:
                 spans += (entry.start, entry.end, entry.indent_level, entry.value_hash)
-            record["keys"] = list(self.entries)
+            record["keys"] = list(materialized)
             record["spans"] = spans
             record["unit"] = unit
             if any(entry.indent_with != unit for entry in entries):
@@ -196,7 +255,7 @@ def record_change(
     when the index file is exactly as this process left it (so the line applies to the right
     base); otherwise, and every ``_COMPACT_AFTER`` changes, a fresh snapshot is written.
     """
-    old_start = state.entries[key].start
+    old_start = state.get(key).start
     new_state = shifted(state, key, entry, identity, old_start)
     stamp = _disk_stamps.get(files.private)
     if stamp is None or _change_counts.get(files.private, 0) >= _COMPACT_AFTER:
@@ -277,23 +336,10 @@ def shifted(
 ) -> IndexState:
     """The index after the value of ``key`` became ``new_entry``: values that started after
     ``old_start`` (default: the key's current start) move by the change in its end."""
-    entries = dict(state.entries)
-    old = entries.get(key)
-    if old is not None:
-        start = old.start if old_start is None else old_start
-        delta = new_entry.end - old.end
-        if delta:
-            for name, entry in entries.items():
-                if entry.start > start:
-                    entries[name] = IndexEntry(
-                        entry.start + delta,
-                        entry.end + delta,
-                        entry.indent_level,
-                        entry.indent_with,
-                        entry.value_hash,
-                    )
-    entries[key] = new_entry
-    return IndexState(identity, state.file_format, entries)
+    if old_start is None:
+        current = state.get(key)
+        old_start = current.start if current is not None else new_entry.start
+    return state.with_change(key, new_entry, identity, old_start)
 
 
 class Indexer:
@@ -320,9 +366,9 @@ class Indexer:
     def get(self, key: str) -> Optional[IndexEntry]:
         identity = self._identity()
         state = current_state(self.files, identity) if identity else None
-        if state is None or state.entries is None:
+        if state is None or not state.complete:
             return None
-        return state.entries.get(key)
+        return state.get(key)
 
     def write(
         self,
@@ -336,7 +382,7 @@ class Indexer:
     ) -> None:
         identity = self._identity()
         state = current_state(self.files, identity) if identity else None
-        if state is None or state.entries is None:
+        if state is None or not state.complete:
             return  # an index always lists every key; the next read builds a complete one
         entry = IndexEntry(start_index, end_index, indent_level, indent_with, value_hash)
         entries = dict(state.entries)

@@ -165,10 +165,18 @@ def load_listed(files: utils.DbFiles, listed: Tuple[bool, bool], *, shared: bool
     return load(files, shared=shared, listed=listed)
 
 
+#: Private folders of databases last seen as large files (their reads skip the small-file path).
+_seen_large: set = set()
+
+
 def _load_small(files: utils.DbFiles, shared: bool) -> Any:
     """The whole small database, ``MISSING``, or ``None`` when the general path must read it."""
+    if files.private in _seen_large:
+        return None
     status, raw, path = io_bytes.read_small_database(files, shared=shared)
     if status == "general":
+        if len(_seen_large) < 4096:
+            _seen_large.add(files.private)
         return None
     if status == "missing":
         return MISSING
@@ -189,6 +197,8 @@ def load(files: utils.DbFiles, *, shared: bool = True, listed: Optional[Tuple[bo
     if data_file is None:
         return MISSING
     with data_file:
+        if data_file.identity.size < SMALL_FILE_BYTES:
+            _seen_large.discard(files.private)  # it shrank: small-file reads again
         return _decode_file(data_file)
 
 
@@ -219,12 +229,13 @@ def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
 
 def _lookup_in(data_file: DataFile, key: str) -> Any:
     if data_file.identity.size < SMALL_FILE_BYTES:
+        _seen_large.discard(data_file.files.private)  # it shrank: small-file reads again
         data = _decode_file(data_file)
         return data.get(key, MISSING) if isinstance(data, dict) else MISSING
     source = data_file.read_all() if data_file.compressed else None
     for attempt in range(2):
         state = _index_of(data_file, rebuild=attempt > 0)
-        entry = state.entries.get(key)
+        entry = state.get(key)
         if entry is None:
             return MISSING
         value_bytes = _verified_value(data_file, source, key, entry, fresh=attempt > 0)
@@ -279,7 +290,7 @@ def _key_encodings(key: str) -> Tuple[bytes, ...]:
 def _index_of(data_file: DataFile, *, rebuild: bool = False) -> IndexState:
     """The complete index of this file state, built by one scan if needed."""
     state = None if rebuild else indexing.current_state(data_file.files, data_file.identity)
-    if state is not None and state.entries is not None:
+    if state is not None and state.complete:
         return state
     known_format = state.file_format if state is not None else None
     try:
@@ -397,7 +408,7 @@ def _splice_key(
     """Splice the value in; ``False`` when the key is new (the caller rewrites the file)."""
     for attempt in range(2):
         state = _index_of(data_file, rebuild=attempt > 0)
-        entry = state.entries.get(key)
+        entry = state.get(key)
         if entry is None:
             return False
         if _verified_value(data_file, None, key, entry) is not None:
