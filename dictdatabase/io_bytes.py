@@ -297,7 +297,12 @@ def _view(files: utils.DbFiles, fd: int, path: str, *, shared: bool, timeout: fl
     utils.track_lock_fd(fd)
     try:
         if shared:
-            flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
+            identity = FileIdentity.of(os.fstat(fd))
+            if identity.size >= JOURNAL_MIN_BYTES and not path.endswith(utils.DDB_SUFFIX):
+                with _reader_turnstile(files, timeout):  # in-place writers are not starved
+                    flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
+            else:
+                flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
         identity = FileIdentity.of(os.fstat(fd))
         if shared and identity.size >= JOURNAL_MIN_BYTES and _journal_blocks_readers(files):
             raise JournalPending(files.name)
@@ -593,14 +598,17 @@ def splice_data(
         # Same length: only the value's bytes change. Otherwise the suffix moves too.
         suffix_start = size if same_length else value_end
         new_size = size + len(new_bytes) - (value_end - value_start)
-        with fence():
+        with fence(), _exclusive(data_file.files, data_file.path, data_file.identity.inode, timeout) as fd:
+            # Readers are out. Only from here on does a journal exist: a write that failed
+            # earlier (timeout, bad data) leaves nothing behind that recovery could apply.
             journal_fd = _write_journal(data_file, value_start, new_size, new_bytes, suffix_start)
             try:
                 header = _read_header(journal_fd)
                 if header is None:
                     msg = f"the journal of {data_file.files.name!r} could not be read back"
                     raise OSError(msg)
-                identity = _apply_in_place(data_file.path, _Journal(header, journal_fd), timeout)
+                # If this fails half-way, the journal stays and the next access finishes it.
+                identity = _apply_to(fd, _Journal(header, journal_fd))
             finally:
                 os.close(journal_fd)
             _retire_journal(data_file.files)
@@ -704,35 +712,109 @@ def _retire_journal(files: utils.DbFiles) -> None:
     os.rename(files.journal, files.journal + ".idle")
 
 
-def _apply_in_place(path: str, journal: _Journal, timeout: float) -> FileIdentity:
-    """Apply a journal to the data file under an exclusive ``flock`` (idempotent)."""
-    header = journal.header
+@contextlib.contextmanager
+def _exclusive(files: utils.DbFiles, path: str, inode: int, timeout: float) -> Iterator[int]:
+    """Open the data file and hold an exclusive ``flock`` on it; yield the descriptor.
+
+    New readers are held off first through the database's turnstile (see
+    :func:`_reader_turnstile`), so a stream of readers cannot starve the writer.
+    """
     fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     utils.track_lock_fd(fd)
     try:
-        flock_wait(fd, fcntl.LOCK_EX, timeout, repr(path))
-        before = os.fstat(fd)
-        if before.st_ino != header["inode"]:
-            msg = f"{path!r} was replaced while a journaled write was applied"
+        turnstile = _open_turnstile(files)
+        try:
+            if turnstile >= 0:
+                flock_wait(turnstile, fcntl.LOCK_EX, timeout, repr(files.name))
+            flock_wait(fd, fcntl.LOCK_EX, timeout, repr(path))
+        finally:
+            if turnstile >= 0:
+                os.close(turnstile)  # readers may queue again; they wait for the data lock
+        if os.fstat(fd).st_ino != inode:
+            msg = f"{path!r} was replaced while a journaled write was prepared"
             raise RuntimeError(msg)
-        new_length = header["new_length"]
-        new_bytes = _pread_exact(journal.fd, 0, new_length)
-        written = 0
-        while written < new_length:
-            written += os.pwrite(fd, new_bytes[written:], header["offset"] + written)
-        _copy_between(journal.fd, new_length, fd, header["offset"] + new_length, header["suffix_length"])
-        if before.st_size != header["size"]:
-            os.ftruncate(fd, header["size"])
-        # Give the change a strictly newer mtime, so every cached identity becomes stale
-        # even when the clock is coarse or the size is unchanged.
-        mtime = max(time.time_ns(), before.st_mtime_ns + 1)
-        os.utime(fd, ns=(before.st_atime_ns, mtime))
-        if config.use_fsync:
-            os.fsync(fd)
-        return FileIdentity.of(os.fstat(fd))
+        yield fd
     finally:
         utils.untrack_lock_fd(fd)
         os.close(fd)
+
+
+def _apply_in_place(path: str, journal: _Journal, timeout: float, files: utils.DbFiles) -> FileIdentity:
+    """Apply a journal to the data file under an exclusive ``flock`` (idempotent)."""
+    with _exclusive(files, path, journal.header["inode"], timeout) as fd:
+        return _apply_to(fd, journal)
+
+
+def _apply_to(fd: int, journal: _Journal) -> FileIdentity:
+    """Apply a journal to the open data file, whose exclusive ``flock`` the caller holds."""
+    header = journal.header
+    before = os.fstat(fd)
+    new_length = header["new_length"]
+    new_bytes = _pread_exact(journal.fd, 0, new_length)
+    written = 0
+    while written < new_length:
+        written += os.pwrite(fd, new_bytes[written:], header["offset"] + written)
+    _copy_between(journal.fd, new_length, fd, header["offset"] + new_length, header["suffix_length"])
+    if before.st_size != header["size"]:
+        os.ftruncate(fd, header["size"])
+    # Give the change a strictly newer mtime, so every cached identity becomes stale even
+    # when the clock is coarse or the size is unchanged.
+    mtime = max(time.time_ns(), before.st_mtime_ns + 1)
+    os.utime(fd, ns=(before.st_atime_ns, mtime))
+    if config.use_fsync:
+        os.fsync(fd)
+    return FileIdentity.of(os.fstat(fd))
+
+
+_turnstiles: dict = {}
+
+
+def _open_turnstile(files: utils.DbFiles) -> int:
+    """A fresh descriptor of the database's turnstile file (-1 if it cannot be opened)."""
+    try:
+        return os.open(
+            os.path.join(files.private, "turnstile"),
+            os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+            0o644,
+        )
+    except OSError:
+        return -1
+
+
+@contextlib.contextmanager
+def _reader_turnstile(files: utils.DbFiles, timeout: float) -> Iterator[None]:
+    """Pass the turnstile before taking the shared lock of a large file.
+
+    An in-place writer holds the turnstile exclusively while it waits for the readers that
+    are already in to leave, so readers that come later queue behind it. Readers hold it
+    only for the instant of taking their own lock. The descriptor is cached per process.
+    """
+    fd = _turnstiles.get(files.private)
+    if fd is None:
+        fd = _open_turnstile(files)
+        if fd < 0:
+            yield
+            return
+        utils.track_lock_fd(fd)
+        if len(_turnstiles) < 256:
+            _turnstiles[files.private] = fd
+    try:
+        flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
+        yield
+    finally:
+        if _turnstiles.get(files.private) == fd:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            utils.untrack_lock_fd(fd)
+            os.close(fd)
+
+
+def _forget_turnstiles() -> None:
+    _turnstiles.clear()  # their descriptors are closed by utils after a fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_turnstiles)
 
 
 def _copy_between(
@@ -819,7 +901,7 @@ def recover_journal(files: utils.DbFiles, timeout: float = 60.0) -> bool:
             except FileNotFoundError:
                 inode = None
             if inode == header["inode"]:
-                _apply_in_place(files.json, _Journal(header, fd), timeout)
+                _apply_in_place(files.json, _Journal(header, fd), timeout, files)
                 applied = True
     finally:
         os.close(fd)
