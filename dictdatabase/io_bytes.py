@@ -422,16 +422,22 @@ def replace_data(
     target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
     stored = compress(payload) if compressed else payload
     with fence():
-        identity = _commit_through_spare(files, target, lambda fd: _write_all(fd, stored))
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(other)
+        identity, replaced = _commit_through_spare(files, target, lambda fd: _write_all(fd, stored))
+        if not replaced:  # a new file, or a conversion: the other form may still exist
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(other)
     if config.use_fsync:
         _fsync_dir(os.path.dirname(target))
     return identity
 
 
-def _commit_through_spare(files: utils.DbFiles, target: str, fill: Callable[[int], None]) -> FileIdentity:
+def _commit_through_spare(
+    files: utils.DbFiles, target: str, fill: Callable[[int], None]
+) -> Tuple[FileIdentity, bool]:
     """Write a new version of ``target`` with ``fill(fd)`` and switch to it atomically.
+
+    Returns the new identity and whether an old version was replaced (if so, the other form
+    of the file cannot exist: only one form ever exists outside a conversion).
 
     Creating a file with data costs far more on common file systems than rewriting an
     existing one, so each database keeps a *spare* file in its private folder: the new
@@ -479,7 +485,7 @@ def _commit_through_spare(files: utils.DbFiles, target: str, fill: Callable[[int
         if previous is not None and not use_spare:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spare)  # do not keep a stale copy of a large file around
-    return identity
+    return identity, previous is not None
 
 
 def _open_spare(spare: str) -> Tuple[int, str]:
@@ -621,7 +627,7 @@ def splice_data(
         _copy_range(data_file.fd, fd, value_end, size - value_end)
 
     with fence():
-        identity = _commit_through_spare(data_file.files, data_file.path, fill)
+        identity, _ = _commit_through_spare(data_file.files, data_file.path, fill)
     if config.use_fsync:
         _fsync_dir(os.path.dirname(data_file.path))
     return identity

@@ -338,6 +338,14 @@ class PartialFileHandle(NamedTuple):
 def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
     """Read ``key`` for a key session. Raises ``FileNotFoundError`` or ``KeyError``."""
     files = utils.db_files(db_name)
+    small = _load_small(files, shared=False)
+    if small is not None and small is not MISSING:
+        full = small.data
+        value = full.get(key, MISSING) if isinstance(full, dict) else MISSING
+        if value is MISSING:
+            msg = f"Key {key!r} does not exist in database {files.name!r}"
+            raise KeyNotFoundError(msg)
+        return PartialFileHandle(files.name, key, value, full)
     data_file = io_bytes.open_data(files, shared=False)
     if data_file is None:
         msg = f"Database {files.name!r} does not exist; create it first"

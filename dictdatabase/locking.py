@@ -12,7 +12,7 @@ The protocol (see docs/architecture.md):
   never both break the same stale lock.
 - A write is granted when nobody holds the database and no earlier request waits; a read
   when no write is held and no earlier write request waits. Requests younger than
-  ``FAIRNESS_WINDOW`` (20 ms) may be overtaken, so a running process keeps working instead
+  ``FAIRNESS_WINDOW`` (50 ms) may be overtaken, so a running process keeps working instead
   of handing the lock to a sleeping one; after that window requests are served strictly in
   order. So readers cannot starve a writer, and nobody waits long behind newer requests.
 - Waiting is a sleep with capped exponential backoff starting at ``SLEEP_TIMEOUT``. Each
@@ -67,7 +67,7 @@ __all__ = [
 #: A request may overtake earlier requests younger than this many seconds (a running
 #: process keeps working instead of handing the lock to a sleeping one); requests older
 #: than this are served strictly in order. 0 means strict request order.
-FAIRNESS_WINDOW = 0.02
+FAIRNESS_WINDOW = 0.05
 #: How long a lock must have blocked a waiter before it checks whether the owner is alive.
 ORPHAN_CHECK_DELAY = 0.02
 _LEASE_SAMPLE = 0.05

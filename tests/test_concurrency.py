@@ -283,7 +283,7 @@ def test_a_waiting_writer_goes_before_a_later_reader_across_processes(ctx, stora
             )
         )
         wait_for(lambda: ("need", "write") in snapshot_stages("db"))
-        time.sleep(0.1)  # a request may be overtaken during its first milliseconds (FAIRNESS_WINDOW)
+        time.sleep(0.2)  # a request may be overtaken during its first milliseconds (FAIRNESS_WINDOW)
         procs.append(
             start(
                 ctx,

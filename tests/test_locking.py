@@ -593,7 +593,7 @@ def test_a_waiting_writer_is_served_before_a_later_reader(storage):
     try:
         writer = Runner(take, "write", writer_in, 0.3, name="writer")
         wait_for(lambda: ("need", "write") in [p[2:] for p in parsed("users")])
-        time.sleep(0.1)  # a request may be overtaken during its first milliseconds (FAIRNESS_WINDOW)
+        time.sleep(0.2)  # a request may be overtaken during its first milliseconds (FAIRNESS_WINDOW)
         reader = Runner(take, "read", reader_in, 0.0, name="reader")
         wait_for(lambda: ("need", "read") in [p[2:] for p in parsed("users")])
         # Only a read lock is held, yet the later reader must not overtake the writer.
