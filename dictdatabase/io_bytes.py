@@ -635,25 +635,7 @@ def splice_data(
 
 def _copy_range(source_fd: int, target_fd: int, offset: int, length: int) -> None:
     """Append ``length`` bytes of ``source_fd`` from ``offset`` to ``target_fd``."""
-    copy_file_range = getattr(os, "copy_file_range", None)
-    while length > 0:
-        if copy_file_range is not None:
-            try:
-                copied = copy_file_range(source_fd, target_fd, length, offset)
-            except OSError as error:
-                if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    raise
-                copy_file_range = None
-                continue
-        else:
-            chunk = os.pread(source_fd, min(length, _COPY_CHUNK), offset)
-            _write_all(target_fd, chunk)
-            copied = len(chunk)
-        if copied == 0:
-            msg = "the data file shrank while it was being copied"
-            raise OSError(msg)
-        offset += copied
-        length -= copied
+    _copy_between(source_fd, offset, target_fd, None, length)
 
 
 # ---------------------------------------------------------------------------------------
@@ -824,9 +806,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def _copy_between(
-    source_fd: int, source_offset: int, target_fd: int, target_offset: int, length: int
+    source_fd: int, source_offset: int, target_fd: int, target_offset: Optional[int], length: int
 ) -> None:
-    """Copy ``length`` bytes between two files at explicit offsets (in the kernel if it can)."""
+    """Copy ``length`` bytes from ``source_offset`` of one file to another, in the kernel where
+    it can (``copy_file_range``). ``target_offset=None`` appends at the target's position."""
     copy_file_range = getattr(os, "copy_file_range", None)
     while length > 0:
         copied = 0
@@ -840,12 +823,17 @@ def _copy_between(
                 continue
         else:
             chunk = os.pread(source_fd, min(length, _COPY_CHUNK), source_offset)
-            copied = os.pwrite(target_fd, chunk, target_offset) if chunk else 0
+            if chunk and target_offset is None:
+                _write_all(target_fd, chunk)
+                copied = len(chunk)
+            elif chunk:
+                copied = os.pwrite(target_fd, chunk, target_offset)
         if copied == 0:
-            msg = "the journal ended before its payload did"
+            msg = f"the source ended {length} bytes before the copy did"
             raise OSError(msg)
         source_offset += copied
-        target_offset += copied
+        if target_offset is not None:
+            target_offset += copied
         length -= copied
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 
@@ -10,9 +11,11 @@ import pytest
 # Make the helper module importable whatever pytest's import mode is.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import ddb_workers as W
 from ddb_test_helpers import ALL_FMTS, Fmt
 
 import dictdatabase as DDB
+from dictdatabase import locking
 
 _CONFIG_NAMES = ("storage_directory", "indent", "use_compression", "use_orjson", "use_fsync")
 
@@ -52,3 +55,24 @@ def fmt(request) -> Fmt:
     setting: Fmt = request.param
     setting.apply()
     return setting
+
+
+@pytest.fixture(autouse=True)
+def _restore_lock_constants():
+    """Tests may lower the lock timeouts; put them back afterwards."""
+    saved = {name: getattr(locking, name) for name in W.LOCK_NAMES}
+    yield
+    for name, value in saved.items():
+        setattr(locking, name, value)
+
+
+@pytest.fixture
+def storage(ddb_storage) -> str:
+    """The test's storage directory as a string (child processes get it as an argument)."""
+    return str(ddb_storage)
+
+
+@pytest.fixture(params=["fork", "spawn"])
+def ctx(request):
+    """Every multi-process test runs under both start methods."""
+    return multiprocessing.get_context(request.param)

@@ -26,24 +26,6 @@ import ddb_workers as W
 JOIN = 60.0
 
 
-@pytest.fixture(autouse=True)
-def _restore_lock_constants():
-    saved = {name: getattr(locking, name) for name in W.LOCK_NAMES}
-    yield
-    for name, value in saved.items():
-        setattr(locking, name, value)
-
-
-@pytest.fixture
-def storage(ddb_storage) -> str:
-    return str(ddb_storage)
-
-
-@pytest.fixture(params=["fork", "spawn"])
-def ctx(request):
-    return multiprocessing.get_context(request.param)
-
-
 def start(ctx, target, *args, name: str):
     process = ctx.Process(target=target, args=args, name=name, daemon=True)
     process.start()

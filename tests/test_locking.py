@@ -33,19 +33,6 @@ FAST = 0.1  # "at once": misuse must be refused within this many seconds
 JOIN = 20.0  # no thread of a test may run longer than this
 
 
-@pytest.fixture(autouse=True)
-def _restore_lock_constants():
-    saved = {name: getattr(locking, name) for name in W.LOCK_NAMES}
-    yield
-    for name, value in saved.items():
-        setattr(locking, name, value)
-
-
-@pytest.fixture
-def storage(ddb_storage) -> str:
-    return str(ddb_storage)
-
-
 @pytest.fixture
 def fork():
     return multiprocessing.get_context("fork")
