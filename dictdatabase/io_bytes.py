@@ -341,7 +341,7 @@ def read_small_database(files: utils.DbFiles, *, shared: bool = True) -> Tuple[s
     path = files.json
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        if os.path.exists(files.ddb):
+        if os.access(files.ddb, os.F_OK):  # cheaper than a failing open or os.path.exists
             os.close(fd)
             return "general", b"", ""
     except FileNotFoundError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from . import errors, io_safe, io_unsafe, sessions, utils
+from . import errors, io_bytes, io_safe, io_unsafe, sessions, utils
 
 __all__ = ["DDBMethodChooser", "at"]
 
@@ -23,20 +23,17 @@ AsType = Optional[Callable[[Any], Any]]
 class DDBMethodChooser:
     """The operations available on what ``at()`` selected."""
 
-    __slots__ = ("key", "path", "where")
+    __slots__ = ("_is_folder", "key", "path", "where")
 
     def __init__(self, path: str, key: Optional[str] = None, where: Optional[Where] = None) -> None:
         self.path = path
         self.key = key
         self.where = where
+        self._is_folder = utils.has_glob(path)
 
     def __repr__(self) -> str:
         extra = f", key={self.key!r}" if self.key is not None else ", where=..." if self.where else ""
         return f"DDB.at({self.path!r}{extra})"
-
-    @property
-    def _is_folder(self) -> bool:
-        return utils.has_glob(self.path)
 
     def _refuse(self, operation: str, *, key: bool = True, where: bool = True, folder: bool = True) -> None:
         if key and self.key is not None:
@@ -76,9 +73,13 @@ class DDBMethodChooser:
         if self._is_folder:
             return self._read_folder(as_type, force=force)
         if self.key is not None:
-            value = io_safe.recovering(
-                self.path, lambda: io_unsafe.lookup(utils.db_files(self.path), self.key, shared=not force)
-            )
+            files = utils.db_files(self.path)
+            try:
+                value = io_unsafe.lookup(files, self.key, shared=not force)
+            except io_bytes.JournalPending:
+                value = io_safe.recovering(
+                    self.path, lambda: io_unsafe.lookup(files, self.key, shared=not force)
+                )
             return None if value is io_unsafe.MISSING else _cast(as_type, value)
         data = io_safe.read(self.path, force=force)
         if data is None:

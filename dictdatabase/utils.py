@@ -57,13 +57,28 @@ _MAX_SEGMENT = 200
 # Names and paths
 
 
+_normalized: Dict[str, str] = {}
+
+
 def normalize_name(name: str) -> str:
     """Validate a database name and return it in canonical ``a/b/c`` form.
 
     Backslashes count as separators; empty and ``.`` segments are dropped. Raises
     :class:`errors.InvalidNameError` for an empty name, an absolute path, a ``..`` segment,
-    a NUL byte, or the reserved root folder ``.ddb``.
+    a NUL byte, or the reserved root folder ``.ddb``. Valid names are remembered, since the
+    same names come back on every operation.
     """
+    found = _normalized.get(name) if type(name) is str else None
+    if found is not None:
+        return found
+    normalized = _normalize(name)
+    if len(_normalized) >= 8192:
+        _normalized.clear()
+    _normalized[name] = normalized
+    return normalized
+
+
+def _normalize(name: str) -> str:
     if not isinstance(name, str):
         msg = f"a database name must be a str, got {type(name).__name__} {name!r}"
         raise TypeError(msg)
