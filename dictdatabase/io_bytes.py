@@ -274,7 +274,8 @@ def open_data(
     deadline = time.monotonic() + _BOTH_FORMS_GRACE
     while True:
         json_fd = _open_if_exists(files.json)
-        ddb_fd = _open_if_exists(files.ddb)
+        # os.access is a cheap look for the other form; open it only when it is there.
+        ddb_fd = _open_if_exists(files.ddb) if json_fd < 0 or os.access(files.ddb, os.F_OK) else -1
         if json_fd < 0 or ddb_fd < 0:
             break
         os.close(json_fd)
@@ -864,6 +865,8 @@ def _read_header(fd: int) -> Optional[dict]:
 
 def _journal_blocks_readers(files: utils.DbFiles) -> bool:
     """True when a journal exists whose writer is dead (the file may be half-changed)."""
+    if not os.access(files.journal, os.F_OK):  # the usual case, without raising an exception
+        return False
     try:
         fd = os.open(files.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:

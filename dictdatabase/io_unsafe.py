@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any, Callable, ContextManager, NamedTuple, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, NamedTuple, Optional, Tuple
 
 import orjson
 
@@ -285,10 +285,20 @@ def _verified_value(
     return None
 
 
+_encoded_keys: Dict[str, Tuple[bytes, ...]] = {}
+
+
 def _key_encodings(key: str) -> Tuple[bytes, ...]:
-    with_orjson = orjson.dumps(key)
-    with_json = json.dumps(key).encode("ascii")
-    return (with_orjson,) if with_orjson == with_json else (with_orjson, with_json)
+    """How json and orjson write ``key`` (cached: the same keys are read again and again)."""
+    found = _encoded_keys.get(key)
+    if found is None:
+        with_orjson = orjson.dumps(key)
+        with_json = json.dumps(key).encode("ascii")
+        found = (with_orjson,) if with_orjson == with_json else (with_orjson, with_json)
+        if len(_encoded_keys) >= 65536:
+            _encoded_keys.clear()
+        _encoded_keys[key] = found
+    return found
 
 
 def _index_of(data_file: DataFile, *, rebuild: bool = False) -> IndexState:
