@@ -58,7 +58,8 @@ class SessionBase:
         self.data: Any = None
         self.in_session = False
         self.is_closed = False
-        self._locks: List[locking.AbstractLock] = []
+        #: database name -> the write lock this session took for it
+        self._locks: Dict[str, locking.AbstractLock] = {}
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -90,12 +91,13 @@ class SessionBase:
 
     def _release(self) -> None:
         while self._locks:
-            self._locks.pop()._unlock()  # noqa: SLF001 - the spec's lock API
+            _, lock = self._locks.popitem()
+            lock._unlock()  # noqa: SLF001 - the spec's lock API
 
     def _lock(self, db_name: str) -> Optional[locking.AbstractLock]:
         lock = io_safe.acquire_for_session(db_name)
         if lock is not None:
-            self._locks.append(lock)
+            self._locks[db_name] = lock
         return lock
 
     @contextlib.contextmanager
@@ -103,7 +105,9 @@ class SessionBase:
         """The fence to commit under: the session's own lock, an explicit lock the thread
         holds, or (optimistic sessions) a write lock taken just for the commit."""
         if not self.optimistic:
-            held = locking.held_lock(db_name)
+            # The session's own lock (even if write() runs in another thread than the
+            # one that entered), or the explicit WriteLock the session joined.
+            held = self._locks.get(db_name) or locking.held_lock(db_name)
             if held is None:
                 msg = f"The session on {db_name!r} lost its lock; nothing was written"
                 raise errors.PermissionError(msg)
@@ -297,7 +301,7 @@ class SessionDirFull(SessionBase):
                 and stored.json_bytes == payloads[stem]
             ):
                 continue  # unchanged: no need to rewrite it
-            if locking.held_lock(name) is None:
+            if name not in self._locks and locking.held_lock(name) is None:
                 self._lock(name)  # a new document
             with self._commit_lock(name) as fence:
                 io_unsafe.write_payload(files, payloads[stem], fence=fence)
