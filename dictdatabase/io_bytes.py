@@ -480,7 +480,14 @@ def _commit_through_spare(
         raise
     _close_lock_fd(fd)
     if path == spare:
-        _exchange(spare, target)
+        try:
+            _exchange(spare, target)
+        except OSError as error:
+            # The storage folder's file system may not support the exchange (the probe ran
+            # on the temporary folder's): a plain rename is just as atomic.
+            if error.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            _replace(spare, target)
     else:
         _replace(path, target)
         if previous is not None and not use_spare:
