@@ -322,10 +322,15 @@ def read_small(path: str, *, shared: bool = True, timeout: float = 60.0) -> Opti
     ``FileNotFoundError`` when the file is gone.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    return _read_small_and_close(fd, shared, timeout, repr(path))
+
+
+def _read_small_and_close(fd: int, shared: bool, timeout: float, what: str) -> Optional[bytes]:
+    """Read an open file under a shared ``flock`` and close it; ``None`` if it is not small."""
     utils.track_lock_fd(fd)
     try:
         if shared:
-            flock_wait(fd, fcntl.LOCK_SH, timeout, repr(path))
+            flock_wait(fd, fcntl.LOCK_SH, timeout, what)
         raw = os.read(fd, JOURNAL_MIN_BYTES)
     finally:
         utils.untrack_lock_fd(fd)
@@ -351,15 +356,8 @@ def read_small_database(files: utils.DbFiles, *, shared: bool = True) -> Tuple[s
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return "missing", b"", ""
-    utils.track_lock_fd(fd)
-    try:
-        if shared:
-            flock_wait(fd, fcntl.LOCK_SH, 60.0, repr(files.name))
-        raw = os.read(fd, JOURNAL_MIN_BYTES)
-    finally:
-        utils.untrack_lock_fd(fd)
-        os.close(fd)
-    if len(raw) >= JOURNAL_MIN_BYTES:
+    raw = _read_small_and_close(fd, shared, 60.0, repr(files.name))
+    if raw is None:
         return "general", b"", ""
     return "read", raw, path
 

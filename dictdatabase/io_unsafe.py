@@ -215,15 +215,11 @@ def key_exists(db_name: str, key: str) -> bool:
 
 def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
     """The value of ``key``, or the sentinel ``MISSING``."""
-    if files.private not in _seen_large:  # the small-file path, inlined: it is the hot one
-        status, raw, path = io_bytes.read_small_database(files, shared=shared)
-        if status == "missing":
-            return MISSING
-        if status == "read":
-            data = deserialize(raw if path == files.json else io_bytes.decompress(raw, path), path)
-            return data.get(key, MISSING) if isinstance(data, dict) else MISSING
-        if len(_seen_large) < 4096:
-            _seen_large.add(files.private)
+    small = _load_small(files, shared)
+    if small is MISSING:
+        return MISSING
+    if small is not None:
+        return small.data.get(key, MISSING) if isinstance(small.data, dict) else MISSING
     data_file = io_bytes.open_data(files, shared=shared)
     if data_file is None:
         return MISSING
