@@ -88,6 +88,29 @@ class FileIdentity(NamedTuple):
         return cls(stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+#: What a read cache checks before it serves bytes again: inode, size, mtime and ctime in
+#: nanoseconds. No program can set the ctime (the kernel sets it on every change), so an
+#: outside edit that keeps the size and restores the mtime still shows.
+StatKey = Tuple[int, int, int, int]
+
+
+def stat_key(stat: os.stat_result) -> StatKey:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def current_stat_key(files: utils.DbFiles) -> Optional[StatKey]:
+    """The stat key of the database's data file in two system calls; ``None`` when the
+    file is missing or exists in both forms (the general read path reports those)."""
+    try:
+        key = stat_key(os.stat(files.json))
+    except (FileNotFoundError, NotADirectoryError):
+        try:
+            return stat_key(os.stat(files.ddb))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+    return None if os.access(files.ddb, os.F_OK) else key
+
+
 class JournalPending(Exception):  # noqa: N818 - an internal signal, not an error for users
     """A writer died while changing a file in place; recover before reading."""
 
@@ -167,13 +190,15 @@ class DataFile:
     reads. Use it as a context manager, or call :meth:`close`.
     """
 
-    __slots__ = ("compressed", "fd", "files", "identity", "path")
+    __slots__ = ("compressed", "fd", "files", "identity", "path", "stat_key")
 
-    def __init__(self, files: utils.DbFiles, fd: int, path: str, identity: FileIdentity) -> None:
+    def __init__(self, files: utils.DbFiles, fd: int, path: str, stat: os.stat_result) -> None:
         self.files = files
         self.fd = fd
         self.path = path
-        self.identity = identity
+        self.identity = FileIdentity.of(stat)
+        #: with ``identity``, the ctime: what a read cache compares (see :func:`stat_key`)
+        self.stat_key = stat_key(stat)
         self.compressed = path == files.ddb
 
     def read_raw(self) -> bytes:
@@ -304,10 +329,10 @@ def _view(files: utils.DbFiles, fd: int, path: str, *, shared: bool, timeout: fl
                     flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
             else:
                 flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
-        identity = FileIdentity.of(os.fstat(fd))
-        if shared and identity.size >= JOURNAL_MIN_BYTES and _journal_blocks_readers(files):
+        stat = os.fstat(fd)
+        if shared and stat.st_size >= JOURNAL_MIN_BYTES and _journal_blocks_readers(files):
             raise JournalPending(files.name)
-        return DataFile(files, fd, path, identity)
+        return DataFile(files, fd, path, stat)
     except BaseException:
         utils.untrack_lock_fd(fd)
         os.close(fd)
@@ -322,44 +347,64 @@ def read_small(path: str, *, shared: bool = True, timeout: float = 60.0) -> Opti
     ``FileNotFoundError`` when the file is gone.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    return _read_small_and_close(fd, shared, timeout, repr(path))
+    return _read_small_and_close(fd, shared, timeout, repr(path))[0]
 
 
-def _read_small_and_close(fd: int, shared: bool, timeout: float, what: str) -> Optional[bytes]:
-    """Read an open file under a shared ``flock`` and close it; ``None`` if it is not small."""
+def _read_small_and_close(
+    fd: int, shared: bool, timeout: float, what: str
+) -> Tuple[Optional[bytes], Optional[StatKey]]:
+    """Read an open file under a shared ``flock`` and close it.
+
+    Returns ``(bytes, stat key)``; the bytes are ``None`` if the file is not small, the stat
+    key (of exactly these bytes) is ``None`` unless ``shared``.
+    """
     utils.track_lock_fd(fd)
     try:
         if shared:
             flock_wait(fd, fcntl.LOCK_SH, timeout, what)
         raw = os.read(fd, JOURNAL_MIN_BYTES)
+        if len(raw) >= JOURNAL_MIN_BYTES:
+            return None, None
+        return raw, stat_key(os.fstat(fd)) if shared else None
     finally:
         utils.untrack_lock_fd(fd)
         os.close(fd)
-    return raw if len(raw) < JOURNAL_MIN_BYTES else None
 
 
-def read_small_database(files: utils.DbFiles, *, shared: bool = True) -> Tuple[str, bytes, str]:
-    """``(status, stored bytes, path)`` of a small database file, in few system calls.
+class SmallRead(NamedTuple):
+    """What :func:`read_small_database` found."""
 
-    ``status`` is ``"read"``, ``"missing"`` (no file), or ``"general"`` when the general path
-    (:func:`open_data`) must decide: a large file, or both forms present.
-    """
+    #: ``"read"``, ``"missing"`` (no file), or ``"general"`` when the general path
+    #: (:func:`open_data`) must decide: a large file, or both forms present
+    status: str
+    raw: bytes = b""
+    path: str = ""
+    #: the stat key of ``raw`` when read under the shared lock, else ``None``
+    key: Optional[StatKey] = None
+
+
+_GENERAL = SmallRead("general")
+_MISSING = SmallRead("missing")
+
+
+def read_small_database(files: utils.DbFiles, *, shared: bool = True) -> SmallRead:
+    """The stored bytes of a small database file, in few system calls."""
     path = files.json
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         if os.access(files.ddb, os.F_OK):  # cheaper than a failing open or os.path.exists
             os.close(fd)
-            return "general", b"", ""
+            return _GENERAL
     except FileNotFoundError:
         path = files.ddb
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
-            return "missing", b"", ""
-    raw = _read_small_and_close(fd, shared, 60.0, repr(files.name))
+            return _MISSING
+    raw, key = _read_small_and_close(fd, shared, 60.0, repr(files.name))
     if raw is None:
-        return "general", b"", ""
-    return "read", raw, path
+        return _GENERAL
+    return SmallRead("read", raw, path, key)
 
 
 def read(db_name: str, start: Optional[int] = None, end: Optional[int] = None) -> bytes:

@@ -91,6 +91,7 @@ def write_locked(db_name: str, *, for_session: bool = False) -> Iterator[locking
         return
     lock = locking.WriteLock(db_name)
     lock.for_session = for_session
+    lock.visible = False  # the kernel lock alone: no lock file to create and remove
     lock._lock()  # noqa: SLF001 - the spec's lock API
     try:
         io_bytes.recover_journal(utils.db_files(db_name))
@@ -115,6 +116,7 @@ def acquire_for_session(db_name: str) -> Optional[locking.AbstractLock]:
         raise LockError(msg)
     lock = locking.WriteLock(db_name)
     lock.for_session = True
+    lock.visible = False  # the kernel lock alone: no lock file to create and remove
     lock._lock()  # noqa: SLF001 - the spec's lock API
     try:
         io_bytes.recover_journal(utils.db_files(db_name))

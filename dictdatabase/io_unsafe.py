@@ -17,6 +17,8 @@ them faster than any index lookup would pay off. Larger files go through the ind
 from __future__ import annotations
 
 import json
+import os
+import threading
 import zlib
 from typing import Any, Callable, ContextManager, Dict, NamedTuple, Optional, Tuple
 
@@ -165,6 +167,87 @@ def load_listed(files: utils.DbFiles, listed: Tuple[bool, bool], *, shared: bool
     return load(files, shared=shared, listed=listed)
 
 
+#: Most bytes the per-process read cache keeps (0 turns it off). See :class:`_ReadCache`.
+READ_CACHE_BYTES = 16 << 20
+#: Larger values of large files are not cached (parsing dominates their read anyway).
+_CACHE_MAX_VALUE_BYTES = 1 << 20
+
+
+class _ReadCache:
+    """JSON bytes this process read recently: whole small files, and values of large ones.
+
+    What it guarantees: an entry is served only while ``os.stat`` of the data file shows the
+    very inode, size, mtime and ctime seen, under the shared lock, when the bytes were read
+    (:data:`io_bytes.StatKey`). Writers of this library give every change a new inode or a
+    strictly newer mtime, so a cache never serves bytes that another thread or process has
+    replaced. Other programs cannot set the ctime, so their edits show too.
+
+    What it does not guarantee: on kernels with coarse file timestamps (Linux before 6.13,
+    some other file systems) an outside edit that keeps inode and size, made within one clock
+    tick (a few ms) of the file's previous change, can go unseen until the file changes again.
+    It always serves a fresh parse: callers may change what they get.
+    """
+
+    def __init__(self) -> None:
+        self._entries: Dict[Tuple[str, Optional[str]], Tuple[io_bytes.StatKey, bytes]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, files: utils.DbFiles, key: Optional[str], current: io_bytes.StatKey) -> Optional[bytes]:
+        """Cached JSON bytes of the whole file (``key`` ``None``) or of one value."""
+        entry = self._entries.get((files.json, key))
+        return entry[1] if entry is not None and entry[0] == current else None
+
+    def put(self, files: utils.DbFiles, key: Optional[str], stat: io_bytes.StatKey, data: bytes) -> None:
+        if len(data) > min(READ_CACHE_BYTES, _CACHE_MAX_VALUE_BYTES):
+            return
+        with self._lock:
+            old = self._entries.pop((files.json, key), None)
+            if old is not None:
+                self._bytes -= len(old[1])
+            while self._entries and self._bytes + len(data) > READ_CACHE_BYTES:
+                # Evict the oldest entries first (a dict keeps insertion order).
+                evicted = self._entries.pop(next(iter(self._entries)))
+                self._bytes -= len(evicted[1])
+            self._entries[(files.json, key)] = (stat, data)
+            self._bytes += len(data)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    def after_fork(self) -> None:
+        # Another thread may have held the lock at the fork; the entries stay valid.
+        self._lock = threading.Lock()
+
+
+_cache = _ReadCache()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_cache.after_fork)
+
+
+def _cached(files: utils.DbFiles, key: Optional[str]) -> Any:
+    """Parsed cached bytes of the whole file (``key`` ``None``) or of ``key``'s value, or
+    ``MISSING`` on a miss. A hit costs two ``stat``-like calls and the parse."""
+    if not _cache._entries:  # noqa: SLF001 - a cheap look before any system call
+        return MISSING
+    current = io_bytes.current_stat_key(files)
+    if current is None:
+        return MISSING
+    cached = _cache.get(files, None, current)
+    if cached is not None:
+        data = deserialize(cached, files.json)
+        if key is None:
+            return _Parsed(data)
+        return _Parsed(data.get(key, MISSING) if isinstance(data, dict) else MISSING)
+    if key is not None:
+        cached = _cache.get(files, key, current)
+        if cached is not None:
+            return _Parsed(deserialize(cached, files.json))
+    return MISSING
+
+
 #: Private folders of databases last seen as large files (their reads skip the small-file path).
 _seen_large: set = set()
 
@@ -173,14 +256,19 @@ def _load_small(files: utils.DbFiles, shared: bool) -> Any:
     """The whole small database, ``MISSING``, or ``None`` when the general path must read it."""
     if files.private in _seen_large:
         return None
-    status, raw, path = io_bytes.read_small_database(files, shared=shared)
-    if status == "general":
+    found = io_bytes.read_small_database(files, shared=shared)
+    if found.status == "general":
         if len(_seen_large) < 4096:
             _seen_large.add(files.private)
         return None
-    if status == "missing":
+    if found.status == "missing":
         return MISSING
-    return _Parsed(deserialize(io_bytes.decompress(raw, path) if path == files.ddb else raw, path))
+    path = found.path
+    json_bytes = io_bytes.decompress(found.raw, path) if path == files.ddb else found.raw
+    data = deserialize(json_bytes, path)
+    if found.key is not None and READ_CACHE_BYTES:
+        _cache.put(files, None, found.key, json_bytes)
+    return _Parsed(data)
 
 
 class _Parsed(NamedTuple):
@@ -190,6 +278,10 @@ class _Parsed(NamedTuple):
 def load(files: utils.DbFiles, *, shared: bool = True, listed: Optional[Tuple[bool, bool]] = None) -> Any:
     """The whole database, or ``MISSING`` when the file does not exist."""
     if listed is None:
+        if shared:
+            hit = _cached(files, None)
+            if hit is not MISSING:
+                return hit.data
         small = _load_small(files, shared)
         if small is not None:
             return small if small is MISSING else small.data
@@ -215,6 +307,10 @@ def key_exists(db_name: str, key: str) -> bool:
 
 def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
     """The value of ``key``, or the sentinel ``MISSING``."""
+    if shared:
+        hit = _cached(files, key)
+        if hit is not MISSING:
+            return hit.data
     small = _load_small(files, shared)
     if small is MISSING:
         return MISSING
@@ -224,10 +320,10 @@ def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
     if data_file is None:
         return MISSING
     with data_file:
-        return _lookup_in(data_file, key)
+        return _lookup_in(data_file, key, shared=shared)
 
 
-def _lookup_in(data_file: DataFile, key: str) -> Any:
+def _lookup_in(data_file: DataFile, key: str, *, shared: bool = False) -> Any:
     if data_file.identity.size < SMALL_FILE_BYTES:
         _seen_large.discard(data_file.files.private)  # it shrank: small-file reads again
         data = _decode_file(data_file)
@@ -240,7 +336,10 @@ def _lookup_in(data_file: DataFile, key: str) -> Any:
             return MISSING
         value_bytes = _verified_value(data_file, source, key, entry, fresh=attempt > 0)
         if value_bytes is not None:
-            return deserialize(value_bytes, data_file.path)
+            value = deserialize(value_bytes, data_file.path)
+            if shared and READ_CACHE_BYTES:
+                _cache.put(data_file.files, key, data_file.stat_key, value_bytes)
+            return value
         utils.logger.info(
             "Index of %r did not match the file (edited elsewhere?); rebuilding", data_file.path
         )

@@ -212,8 +212,18 @@ class FileLocksSnapshot:
     def __init__(self, need_lock: LockFileMeta) -> None:
         self.db_name = need_lock.db_name
         self.folder = need_lock.folder
-        #: every lock file, oldest request first
+        #: every lock file, oldest request first; then holders of the kernel lock that have
+        #: no lock file (sessions and writes), with thread 0 and request time 0
         self.locks: List[LockFileMeta] = _list_locks(self.db_name, self.folder)
+        shown: Dict[int, int] = {}
+        for lock in self.locks:
+            if lock.stage == HAS:
+                shown[lock.pid] = shown.get(lock.pid, 0) + 1
+        for holder in _kernel_holders(self.db_name, self.folder):
+            if shown.get(holder.pid, 0) > 0:
+                shown[holder.pid] -= 1  # the same lock, already shown by its file
+            else:
+                self.locks.append(holder)
 
     @property
     def any_has_locks(self) -> bool:
@@ -247,7 +257,7 @@ class FileLocksSnapshot:
 _gates_lock = threading.Lock()
 #: private folder -> (open folder fd, thread lock): one gate handle per folder and process
 _gates: Dict[str, Tuple[int, threading.Lock]] = {}
-_MAX_CACHED_GATES = 256
+_MAX_CACHED_GATES = 64
 
 
 def _open_folder(folder: str) -> int:
@@ -364,6 +374,7 @@ def _open_wake_channel(folder: str, tid: int) -> int:
         try:
             return os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 os.mkfifo(path, 0o600)
         except OSError:
@@ -372,11 +383,13 @@ def _open_wake_channel(folder: str, tid: int) -> int:
 
 
 def _wait_for_wake(fd: int, timeout: float) -> None:
-    if fd < 0:
+    if fd < 0 or not hasattr(select, "poll"):
         time.sleep(timeout)
         return
-    readable, _, _ = select.select([fd], [], [], timeout)
-    if readable:
+    # poll, not select: select fails for descriptors above 1023.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if poller.poll(timeout * 1000):
         with contextlib.suppress(OSError):
             os.read(fd, 4096)
 
@@ -418,6 +431,8 @@ def _anyone_waiting(folder: str) -> bool:
     if fd is None:
         try:
             fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except FileNotFoundError:
+            return False  # no private folder yet: nobody can be waiting
         except OSError:
             return True
         utils.track_lock_fd(fd)
@@ -470,7 +485,7 @@ def _sweep_dead_leftovers(folder: str) -> None:
         parts = name.split(".")
         if parts[0] == "parked" and len(parts) == 4 and parts[1].isdigit():
             alive = utils.process_is_alive(int(parts[1]), parts[2])
-        elif parts[0] == "wake" and len(parts) == 3 and parts[1].isdigit():
+        elif parts[0] in ("wake", "kernel") and len(parts) >= 3 and parts[1].isdigit():
             alive = utils.process_start_token(int(parts[1])) is not None
         else:
             continue
@@ -548,6 +563,7 @@ def _forget_parent_locks() -> None:
     _held.clear()
     _gates.clear()
     _parked.clear()
+    _kernel_fds.clear()
     _presence_probes.clear()
     _keeper = _LeaseKeeper()
 
@@ -557,11 +573,126 @@ if hasattr(os, "register_at_fork"):
 
 
 # ---------------------------------------------------------------------------------------
+# The kernel lock: what actually excludes
+
+
+#: (private folder, thread id) -> this thread's open descriptor of the folder's kernel lock
+_kernel_fds: Dict[Tuple[str, int], int] = {}
+_MAX_CACHED_KERNEL_FDS = 128
+
+
+def _kernel_path(folder: str) -> str:
+    return os.path.join(folder, utils.KERNEL_LOCK_FILE)
+
+
+def _open_kernel_file(folder: str) -> int:
+    path = _kernel_path(folder)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
+    utils.track_lock_fd(fd)
+    return fd
+
+
+def _kernel_fd(folder: str, tid: int) -> int:
+    """This thread's descriptor of the kernel lock (``flock`` excludes open descriptions, so
+    every thread needs its own)."""
+    fd = _kernel_fds.get((folder, tid))
+    if fd is None:
+        fd = _open_kernel_file(folder)
+        if len(_kernel_fds) < _MAX_CACHED_KERNEL_FDS:
+            _kernel_fds[(folder, tid)] = fd
+    return fd
+
+
+def _drop_kernel_fd(folder: str, tid: int, fd: int) -> None:
+    """Close a descriptor that is not cached, or whose file was replaced."""
+    if _kernel_fds.get((folder, tid)) == fd:
+        del _kernel_fds[(folder, tid)]
+    utils.untrack_lock_fd(fd)
+    os.close(fd)
+
+
+def _try_kernel(lock: AbstractLock) -> bool:
+    """Take the kernel ``flock`` of ``lock`` without waiting; ``True`` on success.
+
+    A kernel lock file whose lease was broken is replaced by a new file; a descriptor of the
+    old one (link count 0) is dropped and the new file locked instead.
+    """
+    operation = (fcntl.LOCK_EX if lock.mode == WRITE else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    for _ in range(3):
+        fd = _kernel_fd(lock.folder, lock._tid)  # noqa: SLF001 - same module
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            if os.fstat(fd).st_nlink > 0:
+                if _kernel_fds.get((lock.folder, lock._tid)) != fd:  # noqa: SLF001 - same module
+                    _drop_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - not cached: close it
+                return False
+            _drop_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - same module
+            continue  # busy, but only the broken old file: try the new one
+        stat = os.fstat(fd)
+        if stat.st_nlink > 0:
+            lock._kernel = fd  # noqa: SLF001 - same module
+            if stat.st_size > 0:
+                # Temporary files were made since the last sweep: remove those whose
+                # owner died (a writer killed before its rename leaves one).
+                os.ftruncate(fd, 0)
+                utils.sweep_dead_temp_files(lock.folder)
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        _drop_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - same module
+    return False
+
+
+def _break_kernel_lock(folder: str) -> None:
+    """Replace the kernel lock file (under the gate): holders of the old one are fenced."""
+    fresh = os.path.join(folder, f"kernel.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    os.close(fd)
+    os.replace(fresh, _kernel_path(folder))
+
+
+def _kernel_holders(db_name: str, folder: str) -> List[LockFileMeta]:
+    """Holders of the kernel lock, from ``/proc/locks`` (Linux); others report nobody.
+
+    Sessions and writes hold only the kernel lock (no lock file), so a snapshot adds them
+    from here: with pid and mode, but thread 0 and request time 0, which are not recorded.
+    """
+    try:
+        inode = os.stat(_kernel_path(folder)).st_ino
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return []
+    holders = []
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->" after "1:"
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[5].rsplit(":", 1)[-1] != str(inode):
+            continue
+        mode = WRITE if fields[3] == "WRITE" else READ
+        pid = int(fields[4]) if fields[4].isdigit() else 0
+        holders.append(LockFileMeta(db_name, folder, 0, pid, "", 0, "kernel", HAS, mode))
+    return holders
+
+
+# ---------------------------------------------------------------------------------------
 # Locks
 
 
 class AbstractLock:
     """A read or write lock on one database; use it as a context manager.
+
+    What excludes is a kernel ``flock`` on the database's ``kernel`` file (shared for reads,
+    exclusive for writes): the kernel drops it when a process dies, and hands it over fast.
+    Around it runs the lock-file protocol of the module docstring: requests that must wait
+    are queued in order as ``need`` files, and a lock taken through this API shows as a
+    ``has`` file (``visible``). Locks the library takes for sessions and writes are not
+    visible as files; :class:`FileLocksSnapshot` reports them from the kernel's lock table.
 
     ``need_lock`` and ``has_lock`` describe the lock files of the current (or next) request.
     """
@@ -575,24 +706,43 @@ class AbstractLock:
         self.held = False
         #: True when this lock was taken for a session (sessions cannot nest on one database)
         self.for_session = False
+        #: whether the held lock shows as a ``has`` file (internal locks set this to False)
+        self.visible = True
         self._last_refresh = 0.0
+        self._kernel = -1
         self._new_request()
 
     def _new_request(self) -> None:
-        nonce = f"{random.getrandbits(32):08x}"
-        meta = LockFileMeta(
-            self.db_name,
-            self.folder,
-            time.monotonic_ns(),
-            os.getpid(),
-            utils.own_process_token(),
-            threading.get_ident(),
-            nonce,
-            NEED,
-            self.mode,
-        )
-        self.need_lock = meta
-        self.has_lock = meta.with_stage(HAS)
+        self._order = time.monotonic_ns()
+        self._tid = threading.get_ident()
+        self._metas: Optional[Tuple[LockFileMeta, LockFileMeta]] = None
+
+    def _request_files(self) -> Tuple[LockFileMeta, LockFileMeta]:
+        metas = self._metas
+        if metas is None:
+            need = LockFileMeta(
+                self.db_name,
+                self.folder,
+                self._order,
+                os.getpid(),
+                utils.own_process_token(),
+                self._tid,
+                f"{random.getrandbits(32):08x}",
+                NEED,
+                self.mode,
+            )
+            metas = self._metas = (need, need.with_stage(HAS))
+        return metas
+
+    @property
+    def need_lock(self) -> LockFileMeta:
+        """The lock file of the current request while it waits."""
+        return self._request_files()[0]
+
+    @property
+    def has_lock(self) -> LockFileMeta:
+        """The lock file of the current request once granted."""
+        return self._request_files()[1]
 
     # -- acquiring ---------------------------------------------------------------------
 
@@ -604,12 +754,14 @@ class AbstractLock:
         if current is not None:
             raise LockError(_nested_message(self, current))
         self._new_request()
-        deadline = time.monotonic() + AQUIRE_LOCK_TIMEOUT
-        waiting = _Waiter(self, deadline)
-        try:
-            waiting.run()
-        finally:
-            waiting.close()
+        # Fast path for the library's own locks: nobody queued, and the kernel lock free.
+        # Visible locks go through the queue, which also clears lock files of dead owners.
+        if self.visible or _anyone_waiting(self.folder) or not _try_kernel(self):
+            waiting = _Waiter(self, time.monotonic() + AQUIRE_LOCK_TIMEOUT)
+            try:
+                waiting.run()
+            finally:
+                waiting.close()
         self.held = True
         self._last_refresh = time.monotonic()
         with _registry_lock:
@@ -622,21 +774,31 @@ class AbstractLock:
             return
         self.held = False
         with _registry_lock:
-            if _held.get((self.folder, self.has_lock.tid)) is self:
-                del _held[(self.folder, self.has_lock.tid)]
-        if not _park_lock_file(self.folder, self.has_lock.tid, self.has_lock.path):
+            if _held.get((self.folder, self._tid)) is self:
+                del _held[(self.folder, self._tid)]
+        broken = self.visible and not _park_lock_file(self.folder, self._tid, self.has_lock.path)
+        fd, self._kernel = self._kernel, -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        if _kernel_fds.get((self.folder, self._tid)) != fd:  # not cached: close it
+            utils.untrack_lock_fd(fd)
+            os.close(fd)
+        if broken:
             utils.logger.warning(
                 "The %s lock of database %r had been broken by another process", self.mode, self.db_name
             )
         _wake_next(self.folder, self.db_name)
 
     def _refresh_lease(self) -> None:
-        if not self.held:
+        """Show that the owner is alive: bump the mtime of the kernel file (and lock file)."""
+        fd = self._kernel
+        if not self.held or fd < 0:
             return
         try:
-            os.utime(self.has_lock.path)
+            os.utime(fd)
+            if self.visible:
+                os.utime(self.has_lock.path)
             self._last_refresh = time.monotonic()
-        except FileNotFoundError:
+        except (FileNotFoundError, OSError):
             utils.logger.warning(
                 "The %s lock of database %r was broken (its lease had expired)", self.mode, self.db_name
             )
@@ -654,9 +816,9 @@ class AbstractLock:
             msg = f"The {self.mode} lock of database {self.db_name!r} is not held; nothing was written"
             raise LockError(msg)
         with _gate(self.folder, time.monotonic() + AQUIRE_LOCK_TIMEOUT, self.db_name):
-            if not os.path.exists(self.has_lock.path):
+            if os.fstat(self._kernel).st_nlink == 0:
                 msg = (
-                    f"Lost the {self.mode} lock of database {self.db_name!r}: another process removed it "
+                    f"Lost the {self.mode} lock of database {self.db_name!r}: another process broke it "
                     f"after its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s (was this process "
                     "paused?). Nothing was written; read the data again and retry"
                 )
@@ -700,7 +862,7 @@ def _nested_message(wanted: AbstractLock, current: AbstractLock) -> str:
 
 
 class _Waiter:
-    """The wait loop of one lock request."""
+    """The wait loop of one lock request that found the lock busy or others queued."""
 
     def __init__(self, lock: AbstractLock, deadline: float) -> None:
         self.lock = lock
@@ -712,6 +874,8 @@ class _Waiter:
         self.leases: Dict[str, Tuple[int, float, float]] = {}
         #: lock file name -> when this waiter first saw it blocking
         self.first_seen: Dict[str, float] = {}
+        #: the kernel file's (inode, mtime_ns) last seen, when first seen, last sample
+        self.kernel_lease: Optional[Tuple[Tuple[int, int], float, float]] = None
         self.blockers: List[LockFileMeta] = []
         self.need_touched = 0.0
 
@@ -723,7 +887,11 @@ class _Waiter:
             if time.monotonic() >= self.deadline:
                 raise LockError(self._timeout_message())
             if self.bell_fd < 0:
-                self.bell_fd = _open_wake_channel(self.lock.folder, self.lock.need_lock.tid)
+                # Listen and show presence, then look once more at once: a release after
+                # that look wakes us.
+                self.bell_fd = _open_wake_channel(self.lock.folder, self.lock._tid)  # noqa: SLF001 - part of the lock
+                self.presence_fd = _announce_waiting(self.lock.folder)
+                continue
             self._touch_need()
             pause = min(delay, max(0.0, self.deadline - time.monotonic())) * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not secrets
             _wait_for_wake(self.bell_fd, pause)
@@ -732,37 +900,86 @@ class _Waiter:
     def _try_take(self) -> bool:
         lock = self.lock
         with _gate(lock.folder, self.deadline, lock.db_name):
+            need = lock.need_lock
             listing = _list_locks(lock.db_name, lock.folder)
-            need_present = self.need_created and lock.need_lock in listing
-            others = [other for other in listing if other != lock.need_lock]
-            self.blockers = self._remove_orphans(self._blockers(others))
-            if not self.blockers:
-                if need_present:
-                    os.rename(lock.need_lock.path, lock.has_lock.path)
-                else:
-                    _claim_lock_file(lock.folder, lock.has_lock.tid, lock.has_lock.path)
-                self.need_created = False
+            need_present = self.need_created and need in listing
+            queued = [other for other in listing if other.stage == NEED and other != need]
+            self.blockers = self._remove_orphans(self._blockers(queued))
+            if not self.blockers and (_try_kernel(lock) or self._break_expired_kernel_lock(listing)):
+                self._granted(need_present, listing)
                 return True
             if self.need_created and not need_present:
                 # Our request was removed as stale while this process was paused: ask again.
                 lock._new_request()  # noqa: SLF001 - the waiter is part of the lock
             if not need_present:
-                _claim_lock_file(lock.folder, lock.need_lock.tid, lock.need_lock.path)
+                _claim_lock_file(lock.folder, lock._tid, lock.need_lock.path)  # noqa: SLF001 - part of the lock
                 self.need_created = True
                 self.need_touched = time.monotonic()
-            if self.presence_fd < 0:
-                self.presence_fd = _announce_waiting(lock.folder)
             return False
 
+    def _granted(self, need_present: bool, listing: List[LockFileMeta]) -> None:
+        """The kernel lock is ours (under the gate): turn the request into the held lock."""
+        lock = self.lock
+        if need_present:
+            if lock.visible:
+                os.rename(lock.need_lock.path, lock.has_lock.path)
+            else:
+                _park_lock_file(lock.folder, lock._tid, lock.need_lock.path)  # noqa: SLF001 - part of the lock
+        elif lock.visible:
+            _claim_lock_file(lock.folder, lock._tid, lock.has_lock.path)  # noqa: SLF001 - part of the lock
+        self.need_created = False
+        # A fresh lease: a waiter behind us measures it from here, not from an older holder.
+        with contextlib.suppress(OSError):
+            os.utime(lock._kernel)  # noqa: SLF001 - part of the lock
+        # Lock files of holders that cannot hold the kernel lock alongside us are leftovers
+        # of dead processes (or of broken leases).
+        stale = [o for o in listing if o.stage == HAS and (lock.mode == WRITE or o.mode == WRITE)]
+        for other in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(other.path)
+        if stale:
+            utils.sweep_dead_temp_files(lock.folder)
+            _sweep_dead_leftovers(lock.folder)
+
+    def _break_expired_kernel_lock(self, listing: List[LockFileMeta]) -> bool:
+        """Break the kernel lock if its lease expired (under the gate); ``True`` if we then
+        got it. Its holder is alive (the kernel frees locks of dead processes) but was not
+        seen refreshing for ``REMOVE_ORPHAN_LOCK_TIMEOUT`` seconds: paused, or stopped."""
+        now = time.monotonic()
+        seen = self.kernel_lease
+        if seen is not None and now - seen[2] < _LEASE_SAMPLE:
+            return False
+        try:
+            stat = os.stat(_kernel_path(self.lock.folder))
+        except FileNotFoundError:
+            return _try_kernel(self.lock)
+        current = (stat.st_ino, stat.st_mtime_ns)
+        if seen is None or seen[0] != current:
+            self.kernel_lease = (current, now, now)
+            return False
+        self.kernel_lease = (current, seen[1], now)
+        if now - seen[1] < REMOVE_ORPHAN_LOCK_TIMEOUT:
+            return False
+        _break_kernel_lock(self.lock.folder)
+        self.kernel_lease = None
+        utils.logger.warning(
+            "Broke the lock of database %r: its lease was not refreshed for %s s",
+            self.lock.db_name,
+            REMOVE_ORPHAN_LOCK_TIMEOUT,
+        )
+        for other in listing:
+            if other.stage == HAS:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(other.path)
+        return _try_kernel(self.lock)
+
     def _blockers(self, others: List[LockFileMeta]) -> List[LockFileMeta]:
-        """Granted locks that conflict, and earlier conflicting requests that have waited
-        at least ``FAIRNESS_WINDOW`` seconds (younger ones may be overtaken)."""
+        """Earlier conflicting requests that have waited at least ``FAIRNESS_WINDOW``
+        seconds (younger ones may be overtaken). Holders are the kernel lock's business."""
         mine = self.lock.need_lock
         oldest_order = time.monotonic_ns() - int(FAIRNESS_WINDOW * 1e9)
 
         def blocks(other: LockFileMeta) -> bool:
-            if other.stage == HAS:
-                return True
             return other.rank < mine.rank and other.order <= oldest_order
 
         if mine.mode == WRITE:
@@ -827,8 +1044,10 @@ class _Waiter:
             self.need_touched = now
 
     def _timeout_message(self) -> str:
+        lock = self.lock
+        blocking = self.blockers or _kernel_holders(lock.db_name, lock.folder)
         holders = (
-            ", ".join(f"pid {b.pid} thread {b.tid} ({b.stage} {b.mode})" for b in self.blockers)
+            ", ".join(f"pid {b.pid} thread {b.tid} ({b.stage} {b.mode})" for b in blocking)
             or "nobody visible"
         )
         return (
@@ -839,7 +1058,7 @@ class _Waiter:
 
     def close(self) -> None:
         if self.need_created:
-            _park_lock_file(self.lock.folder, self.lock.need_lock.tid, self.lock.need_lock.path)
+            _park_lock_file(self.lock.folder, self.lock._tid, self.lock.need_lock.path)  # noqa: SLF001 - part of the lock
             self.need_created = False
             _wake_next(self.lock.folder, self.lock.db_name)  # others may have waited behind us
         if self.bell_fd >= 0:

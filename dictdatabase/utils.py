@@ -229,10 +229,26 @@ if hasattr(os, "register_at_fork"):
 _temp_counter = 0
 
 
+#: The file in a private folder whose kernel ``flock`` is the database's lock (``locking``).
+#: A size above zero also says "temporary files were made here since the last sweep".
+KERNEL_LOCK_FILE = "kernel"
+
+
 def temp_path(folder: str) -> str:
-    """A fresh temporary file name in ``folder``; its name records the owner process."""
+    """A fresh temporary file name in ``folder``; its name records the owner process.
+
+    Marks the folder (see :data:`KERNEL_LOCK_FILE`), so that the next lock taken there
+    sweeps the file away should its owner die before renaming or removing it.
+    """
     global _temp_counter  # noqa: PLW0603 - a per-process counter; uniqueness comes from pid+token
     _temp_counter += 1
+    marker = os.path.join(folder, KERNEL_LOCK_FILE)
+    try:
+        os.truncate(marker, 1)
+    except FileNotFoundError:
+        with contextlib.suppress(FileNotFoundError):  # no folder yet: no leftovers either
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644))
+            os.truncate(marker, 1)
     return os.path.join(folder, f"{os.getpid()}.{own_process_token()}.{_temp_counter}.tmp")
 
 

@@ -163,6 +163,13 @@ def lock_owner(lock_file_name: str) -> Optional[int]:
     return int(parts[1]) if len(parts) == 8 and parts[1].isdigit() else None
 
 
+def lock_holders(name: str) -> List[int]:
+    """Pids holding a lock of database ``name``: lock files, and the kernel lock that
+    sessions and writes hold without a file (as FileLocksSnapshot reports them)."""
+    snapshot = locking.FileLocksSnapshot(locking.WriteLock(name).need_lock)
+    return [meta.pid for meta in snapshot.locks if meta.stage == "has"]
+
+
 def temp_files(storage: str) -> List[str]:
     """Every ``*.tmp`` file anywhere below ``storage`` (absolute paths, sorted)."""
     found = []
@@ -541,7 +548,7 @@ def crash_round(
     dead_pid = _run_and_kill(ctx, storage, settings, how, acks, rng, max_delay, aim_at_journal, result)
     if dead_pid is None:
         return result
-    result.hits = _left_behind(storage, dead_pid)
+    result.hits += _left_behind(storage, dead_pid)
     for name, key, fixed_part in names:
         result.writes += acks[name].value - starts[name]
         _check_file(name, key, fixed_part, acks[name].value, result)
@@ -586,7 +593,16 @@ def _run_and_kill(  # noqa: PLR0917 - the round's knobs, passed through once
                 pass
         else:
             time.sleep(rng.uniform(0.0, max_delay))
+        # Sessions hold the kernel lock without a lock file: note if the kill lands on it
+        # (not when aiming at a journal, where the kill must follow the sighting at once).
+        holding = not aim_at_journal and any(
+            meta.pid == child.pid and meta.stage == "has"
+            for name in (SMALL, BIG)
+            for meta in locking.FileLocksSnapshot(locking.WriteLock(name).need_lock).locks
+        )
         os.kill(child.pid, signal.SIGKILL)
+        if holding:
+            result.hits.append("lock")
         child.join(HANG_TIMEOUT)
     finally:
         kill_all([child])

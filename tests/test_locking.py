@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -665,30 +666,49 @@ def test_lock_of_a_reused_pid_is_removed_at_once(storage, live_process):
         lock._unlock()
 
 
-def test_a_live_lock_is_not_broken_before_the_orphan_timeout(storage, live_process):
-    pid, token = live_process
-    held = fake_lock_file("users", pid, token, "has", "write")
-    locking.AQUIRE_LOCK_TIMEOUT = 0.5  # REMOVE_ORPHAN_LOCK_TIMEOUT keeps its default (20 s)
-    with pytest.raises(errors.LockError) as caught:
-        locking.WriteLock("users")._lock()
-    assert os.path.exists(held)
-    assert str(pid) in str(caught.value)  # the message tells who holds the lock
-    assert "users" in str(caught.value)
-    assert lock_names("users") == [os.path.basename(held)]
-
-
-def test_a_lease_not_refreshed_for_the_orphan_timeout_is_broken(storage, live_process):
-    pid, token = live_process
-    stale = fake_lock_file("users", pid, token, "has", "write")
-    locking.REMOVE_ORPHAN_LOCK_TIMEOUT = 0.5
-    locking.AQUIRE_LOCK_TIMEOUT = 10.0
-    lock = locking.WriteLock("users")
+def test_a_live_lock_is_not_broken_before_the_orphan_timeout(storage, fork):
+    settings = W.current_settings()  # REMOVE_ORPHAN_LOCK_TIMEOUT keeps its default (20 s)
+    holding, release = fork.Event(), fork.Event()
+    holder = fork.Process(target=W.hold_lock, args=(storage, settings, "users", "write", holding, release))
+    holder.start()
     try:
-        waited = acquire_timed(lock)
-        assert not os.path.exists(stale)
+        assert holding.wait(10)
+        held = lock_names("users")
+        locking.AQUIRE_LOCK_TIMEOUT = 0.5
+        with pytest.raises(errors.LockError) as caught:
+            locking.WriteLock("users")._lock()
+        assert str(holder.pid) in str(caught.value)  # the message tells who holds the lock
+        assert "users" in str(caught.value)
+        assert lock_names("users") == held
+        assert [p[0] for p in parsed("users")] == [holder.pid]
     finally:
-        lock._unlock()
-    assert 0.45 <= waited < 3.0
+        release.set()
+        assert W.join_or_kill([holder]) == []
+
+
+def test_a_lease_not_refreshed_for_the_orphan_timeout_is_broken(storage, fork):
+    """A holder that stops (SIGSTOP: its keeper thread stops too) loses its lock once its
+    lease is older than the orphan timeout."""
+    settings = W.current_settings(REMOVE_ORPHAN_LOCK_TIMEOUT=0.5, LOCK_KEEP_ALIVE_TIMEOUT=0.05)
+    holding, release = fork.Event(), fork.Event()
+    holder = fork.Process(target=W.hold_lock, args=(storage, settings, "users", "write", holding, release))
+    holder.start()
+    try:
+        assert holding.wait(10)
+        os.kill(holder.pid, signal.SIGSTOP)
+        locking.REMOVE_ORPHAN_LOCK_TIMEOUT = 0.5
+        locking.AQUIRE_LOCK_TIMEOUT = 10.0
+        lock = locking.WriteLock("users")
+        try:
+            waited = acquire_timed(lock)
+            assert [p[0] for p in parsed("users")] == [os.getpid()]  # its lock file is gone
+        finally:
+            lock._unlock()
+        assert 0.45 <= waited < 3.0
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        release.set()
+        W.join_or_kill([holder])
 
 
 def test_lease_keep_alive_keeps_a_live_holder_past_the_orphan_timeout(storage, fork):
@@ -705,7 +725,7 @@ def test_lease_keep_alive_keeps_a_live_holder_past_the_orphan_timeout(storage, f
         with pytest.raises(errors.LockError):
             locking.WriteLock("c")._lock()
         assert time.monotonic() - start >= 1.4
-        assert [p[0] for p in parsed("c")] == [holder.pid]
+        assert W.lock_holders("c") == [holder.pid]
         go.set()
         assert report.get(timeout=10) == ("written", "")
     finally:
@@ -729,8 +749,12 @@ def test_a_holder_whose_lock_was_removed_cannot_write(sized_users, how):
         session, data = DDB.at("users", key="u1").session()
         data["name"] = "stale"
     try:
-        (mine,) = lock_names("users")
-        os.unlink(os.path.join(folder_of("users"), mine))  # as a waiter breaking the lease does
+        assert W.lock_holders("users") == [os.getpid()]
+        # Replace the kernel lock file, as a waiter breaking an expired lease does.
+        fresh = os.path.join(folder_of("users"), "fresh")
+        with open(fresh, "wb"):
+            pass
+        os.replace(fresh, os.path.join(folder_of("users"), "kernel"))
 
         def other_writer():
             with DDB.at("users", key="u1").session() as (other, u1):
