@@ -933,7 +933,7 @@ class _Waiter:
             os.utime(lock._kernel)  # noqa: SLF001 - part of the lock
         # Lock files of holders that cannot hold the kernel lock alongside us are leftovers
         # of dead processes (or of broken leases).
-        stale = [o for o in listing if o.stage == HAS and (lock.mode == WRITE or o.mode == WRITE)]
+        stale = [o for o in listing if o.stage == HAS and WRITE in (lock.mode, o.mode)]
         for other in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(other.path)
