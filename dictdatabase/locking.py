@@ -10,10 +10,16 @@ The protocol (see docs/architecture.md):
 - Every decision is taken under the *gate*, a kernel ``flock`` on the private folder held
   for a few system calls. So two processes never both decide they won, and two waiters
   never both break the same stale lock.
-- A write is granted when nobody holds the database and no earlier request waits; a read
-  when no write is held and no earlier write request waits. So requests are served in order
-  and readers cannot starve a writer. (``FAIRNESS_WINDOW`` > 0 lets requests younger than
-  the window be overtaken, for throughput under heavy contention.)
+- What excludes is a kernel ``flock`` on the folder's ``kernel`` file: shared for reads,
+  exclusive for writes. The kernel releases it when its process dies, so a dead holder
+  never blocks anyone. Locks taken through this API also show as ``has`` lock files; the
+  library's own locks (sessions, writes) hold only the kernel lock, and
+  :class:`FileLocksSnapshot` reports them from the kernel's lock table.
+- A request first tries to take the kernel lock without queueing, for up to
+  ``FAIRNESS_WINDOW`` seconds (polling with capped backoff). After that it queues as a
+  ``need`` file, which stops everybody else from overtaking it: a write is granted when no
+  earlier request waits, a read when no earlier write request waits. So requests are served
+  in order once they have waited the window, and readers cannot starve a writer.
 - Waiting is a sleep with capped exponential backoff starting at ``SLEEP_TIMEOUT``. Each
   waiting thread also listens on its own wake-up FIFO (``wake.<pid>.<tid>``), and whoever
   releases a lock writes to the FIFOs of the requests that may be granted next, so a lock
@@ -22,13 +28,17 @@ The protocol (see docs/architecture.md):
   service by the thread's next request: a rename costs much less than creating a file.
   Parked files and FIFOs of dead processes are swept when their locks are found orphaned.
 - A lock is a lease. One keeper thread per process (not one per lock) refreshes the mtime
-  of every held lock every ``LOCK_KEEP_ALIVE_TIMEOUT`` seconds (at most a quarter of
-  ``REMOVE_ORPHAN_LOCK_TIMEOUT``). A waiter removes a blocking lock at once when its owner
-  process is gone, and when its mtime has not changed for ``REMOVE_ORPHAN_LOCK_TIMEOUT``
-  seconds of the waiter's own monotonic clock (so wall-clock jumps do not matter).
+  of the kernel file (and of the lock file) of every held lock every
+  ``LOCK_KEEP_ALIVE_TIMEOUT`` seconds (at most a quarter of ``REMOVE_ORPHAN_LOCK_TIMEOUT``).
+  A lock whose process is gone is free at once (the kernel dropped it; its lock file is
+  removed by the next queued request). A queued request first in line whose kernel lock
+  stays busy while the kernel file's mtime does not change for ``REMOVE_ORPHAN_LOCK_TIMEOUT``
+  seconds of the waiter's own monotonic clock (so wall-clock jumps do not matter) breaks the
+  lock: it replaces the kernel file with a new one, under the gate.
 - Fencing: a lock holder commits inside :meth:`AbstractLock.commit_guard`, which checks
-  under the gate that its lock file still exists. An owner whose lock was broken (it was
-  paused longer than the orphan timeout) gets ``errors.LockError`` and writes nothing.
+  under the gate that its kernel file is still the current one. An owner whose lock was
+  broken (it was paused longer than the orphan timeout) gets ``errors.LockError`` and
+  writes nothing.
 - A thread asking for a lock on a database it already holds (same kind, or an upgrade or
   downgrade) gets ``errors.LockError`` at once, and no lock file is left behind.
 
@@ -63,12 +73,13 @@ __all__ = [
     "held_lock",
 ]
 
-#: 0 (the default) grants locks strictly in request order. A positive value lets a request
-#: overtake earlier requests younger than that many seconds, so that a running process keeps
-#: working instead of handing the lock to a sleeping one: more throughput under heavy
-#: contention, at the price of strict order (requests older than the window are never
-#: overtaken, so nobody starves).
-FAIRNESS_WINDOW = 0.0
+#: Requests younger than this many seconds may be overtaken: a request first tries to take
+#: the lock without queueing (polling with capped backoff), so that a running process keeps
+#: working instead of handing the lock to a sleeping one. That is what makes heavy
+#: contention fast (about 4x with 16 processes on 2 cores). A request older than the window
+#: queues, and from then on nobody overtakes it: locks are granted in request order, and a
+#: stream of readers cannot starve a writer. 0 grants every lock strictly in request order.
+FAIRNESS_WINDOW = 0.02
 #: How long a lock must have blocked a waiter before it checks whether the owner is alive.
 ORPHAN_CHECK_DELAY = 0.02
 _LEASE_SAMPLE = 0.05
@@ -754,10 +765,11 @@ class AbstractLock:
         if current is not None:
             raise LockError(_nested_message(self, current))
         self._new_request()
-        # Fast path for the library's own locks: nobody queued, and the kernel lock free.
-        # Visible locks go through the queue, which also clears lock files of dead owners.
-        if self.visible or _anyone_waiting(self.folder) or not _try_kernel(self):
-            waiting = _Waiter(self, time.monotonic() + AQUIRE_LOCK_TIMEOUT)
+        deadline = time.monotonic() + AQUIRE_LOCK_TIMEOUT
+        # The library's own locks first try without queueing (see _barge). Visible locks
+        # always queue, which also clears lock files of dead owners.
+        if self.visible or not self._barge(deadline):
+            waiting = _Waiter(self, deadline)
             try:
                 waiting.run()
             finally:
@@ -767,6 +779,24 @@ class AbstractLock:
         with _registry_lock:
             _held[key] = self
         _keeper.add()
+
+    def _barge(self, deadline: float) -> bool:
+        """Take the kernel lock without queueing while nobody has waited longer than
+        ``FAIRNESS_WINDOW``; ``True`` if that worked within the window.
+
+        Polls with capped backoff; requests older than the window queue up (and then stop
+        everybody else from barging past them), so nobody waits long for its turn.
+        """
+        window_end = min(time.monotonic() + FAIRNESS_WINDOW, deadline)
+        delay = SLEEP_TIMEOUT
+        while True:
+            if not _anyone_waiting(self.folder) and _try_kernel(self):
+                return True
+            pause = min(delay, window_end - time.monotonic())
+            if pause <= 0:
+                return False
+            time.sleep(pause * random.uniform(0.8, 1.0))  # noqa: S311 - jitter, not secrets
+            delay = min(delay * 2, MAX_SLEEP_TIMEOUT)
 
     def _unlock(self) -> None:
         """Release the lock (idempotent). Logs a warning if the lease had been broken."""
