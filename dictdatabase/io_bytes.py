@@ -74,9 +74,10 @@ _FlockFence = Callable[[], ContextManager[object]]
 class FileIdentity(NamedTuple):
     """What changes whenever a data file changes: inode, size and mtime in nanoseconds.
 
-    Writers replace files (new inode) or bump the mtime to a strictly larger value after an
-    in-place change, so a cached index tied to an identity is never used on changed bytes
-    written by this library. Edits by other programs are caught by the index's checksums.
+    Writers give each new version the current time in nanoseconds as its mtime (an in-place
+    change a strictly larger one than before), so a cached index tied to an identity is not
+    used on changed bytes written by this library. Edits by other programs are caught by the
+    index's checksums.
     """
 
     inode: int
@@ -466,7 +467,7 @@ def replace_data(
     target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
     stored = compress(payload) if compressed else payload
     with fence():
-        identity, replaced = _commit_through_spare(files, target, lambda fd: _write_all(fd, stored))
+        identity, replaced = _commit_through_spare(files, target, len(stored), lambda fd: _write_all(fd, stored))
         if not replaced:  # a new file, or a conversion: the other form may still exist
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(other)
@@ -476,9 +477,10 @@ def replace_data(
 
 
 def _commit_through_spare(
-    files: utils.DbFiles, target: str, fill: Callable[[int], None]
+    files: utils.DbFiles, target: str, length: int, fill: Callable[[int], object]
 ) -> Tuple[FileIdentity, bool]:
-    """Write a new version of ``target`` with ``fill(fd)`` and switch to it atomically.
+    """Write a new version of ``target``, ``length`` bytes written by ``fill(fd)`` from the
+    start of the file, and switch to it atomically.
 
     Returns the new identity and whether an old version was replaced (if so, the other form
     of the file cannot exist: only one form ever exists outside a conversion).
@@ -488,33 +490,29 @@ def _commit_through_spare(
     version is written into the spare, and ``renameat2(RENAME_EXCHANGE)`` swaps spare and
     data file in one atomic step. The old version becomes the next spare. A reader still
     reading that old version holds a shared ``flock`` on it; then (or where the exchange is
-    not available) a fresh temporary file is used instead and renamed over the target.
-    The new version gets an mtime strictly newer than the old one, so file identities never
-    repeat. Callers hold the write lock and the gate, so the switch cannot be aborted after
-    the bytes were written.
+    not available, or for versions over ``SPARE_MAX_BYTES``) a fresh temporary file is used
+    instead and renamed over the target. The new version gets the current time in
+    nanoseconds as its mtime, so file identities do not repeat. Callers hold the write lock
+    and the gate, so the switch cannot be aborted after the bytes were written.
     """
-    try:
-        previous = os.stat(target)
-    except FileNotFoundError:
-        previous = None
     spare = os.path.join(files.private, "spare")
-    use_spare = _exchange is not None and previous is not None and previous.st_size <= SPARE_MAX_BYTES
+    use_spare = _exchange is not None and length <= SPARE_MAX_BYTES
     fd, path = _open_spare(spare) if use_spare else (-1, "")
     if fd < 0:
         path = utils.temp_path(files.private)
         fd = _create_exclusive(path)
     try:
         fill(fd)
-        # Truncate after writing, to the new length: truncating to zero first would free
-        # and reallocate the blocks, which is slow on many file systems.
-        os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
+        stat = os.fstat(fd)
+        # Truncate after writing, to the new length, and only when the old version was
+        # longer: truncating to zero first would free and reallocate the blocks, which is
+        # slow on many file systems.
+        if stat.st_size != length:
+            os.ftruncate(fd, length)
         mtime = time.time_ns()
-        if previous is not None:
-            mtime = max(mtime, previous.st_mtime_ns + 1)
         os.utime(fd, ns=(mtime, mtime))
         if config.use_fsync:
             os.fsync(fd)
-        identity = FileIdentity.of(os.fstat(fd))
     except BaseException:
         _close_lock_fd(fd)
         if path != spare:
@@ -522,21 +520,30 @@ def _commit_through_spare(
                 os.unlink(path)
         raise
     _close_lock_fd(fd)
-    if path == spare:
-        try:
-            _exchange(spare, target)
-        except OSError as error:
-            # The storage folder's file system may not support the exchange (the probe ran
-            # on the temporary folder's): a plain rename is just as atomic.
-            if error.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            _replace(spare, target)
-    else:
+    # File systems that keep coarser times store a rounded mtime; the identity then differs
+    # from the file's, which only costs a cache miss or an index rebuild.
+    identity = FileIdentity(stat.st_ino, length, mtime)
+    if path != spare:
+        replaced = os.path.exists(target)
         _replace(path, target)
-        if previous is not None and not use_spare:
+        if not use_spare:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spare)  # do not keep a stale copy of a large file around
-    return identity, previous is not None
+        return identity, replaced
+    try:
+        _exchange(spare, target)
+    except FileNotFoundError:
+        _replace(spare, target)  # a new file (or a conversion): nothing to exchange with
+        return identity, False
+    except OSError as error:
+        # The storage folder's file system may not support the exchange (the probe ran on
+        # the temporary folder's): a plain rename is just as atomic.
+        if error.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        replaced = os.path.exists(target)
+        _replace(spare, target)
+        return identity, replaced
+    return identity, True
 
 
 def _open_spare(spare: str) -> Tuple[int, str]:
@@ -672,13 +679,16 @@ def splice_data(
         return identity
     size = data_file.identity.size
 
-    def fill(fd: int) -> None:
+    def fill(fd: int) -> int:
         _copy_range(data_file.fd, fd, 0, value_start)
         _write_all(fd, new_bytes)
         _copy_range(data_file.fd, fd, value_end, size - value_end)
+        return value_start + len(new_bytes) + size - value_end
 
     with fence():
-        identity, _ = _commit_through_spare(data_file.files, data_file.path, fill)
+        identity, _ = _commit_through_spare(
+            data_file.files, data_file.path, value_start + len(new_bytes) + size - value_end, fill
+        )
     if config.use_fsync:
         _fsync_dir(os.path.dirname(data_file.path))
     return identity
@@ -728,6 +738,7 @@ def _write_journal(
         }
     )
     idle = data_file.files.journal + ".idle"
+    utils.mark_leftovers(data_file.files.private)  # the next lock holder looks for a journal
     fd = _open_creating_folder(idle, os.O_RDWR | os.O_CREAT)
     try:
         _write_all(fd, new_bytes)
@@ -995,11 +1006,13 @@ def _write_new_file(folder: str, data: bytes) -> Tuple[str, FileIdentity]:
     return temp, identity
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes) -> int:
+    """Write all of ``data`` at the current position; return its length."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
+    return len(data)
 
 
 def _replace(source: str, target: str) -> None:

@@ -94,7 +94,7 @@ def write_locked(db_name: str, *, for_session: bool = False) -> Iterator[locking
     lock.visible = False  # the kernel lock alone: no lock file to create and remove
     lock._lock()  # noqa: SLF001 - the spec's lock API
     try:
-        io_bytes.recover_journal(utils.db_files(db_name))
+        _clean_up(db_name, lock)
         yield lock
     finally:
         lock._unlock()  # noqa: SLF001 - the spec's lock API
@@ -119,8 +119,20 @@ def acquire_for_session(db_name: str) -> Optional[locking.AbstractLock]:
     lock.visible = False  # the kernel lock alone: no lock file to create and remove
     lock._lock()  # noqa: SLF001 - the spec's lock API
     try:
-        io_bytes.recover_journal(utils.db_files(db_name))
+        _clean_up(db_name, lock)
     except BaseException:
         lock._unlock()  # noqa: SLF001 - the spec's lock API
         raise
     return lock
+
+
+def _clean_up(db_name: str, lock: locking.AbstractLock) -> None:
+    """Finish a dead writer's in-place write, if the folder is marked as maybe having one.
+
+    Writers mark the folder before they make a journal (``utils.mark_leftovers``), so an
+    unmarked folder has none and costs no look. The mark is cleared only here, after the
+    look, so no lock that skips this (an explicit one) can hide a journal.
+    """
+    if lock.leftovers:
+        io_bytes.recover_journal(utils.db_files(db_name))
+        lock.clear_leftovers()

@@ -20,6 +20,7 @@ import json
 import os
 import threading
 import zlib
+from collections import OrderedDict
 from typing import Any, Callable, ContextManager, Dict, NamedTuple, Optional, Tuple
 
 import orjson
@@ -189,32 +190,27 @@ class _ReadCache:
     """
 
     def __init__(self) -> None:
-        self._entries: Dict[Tuple[str, Optional[str]], Tuple[io_bytes.StatKey, bytes]] = {}
+        #: (json path, key or None for the whole file) -> (stat key, JSON bytes), oldest first
+        self.entries: OrderedDict[Tuple[str, Optional[str]], Tuple[io_bytes.StatKey, bytes]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-
-    def get(self, files: utils.DbFiles, key: Optional[str], current: io_bytes.StatKey) -> Optional[bytes]:
-        """Cached JSON bytes of the whole file (``key`` ``None``) or of one value."""
-        entry = self._entries.get((files.json, key))
-        return entry[1] if entry is not None and entry[0] == current else None
 
     def put(self, files: utils.DbFiles, key: Optional[str], stat: io_bytes.StatKey, data: bytes) -> None:
         if len(data) > min(READ_CACHE_BYTES, _CACHE_MAX_VALUE_BYTES):
             return
         with self._lock:
-            old = self._entries.pop((files.json, key), None)
+            old = self.entries.pop((files.json, key), None)
             if old is not None:
                 self._bytes -= len(old[1])
-            while self._entries and self._bytes + len(data) > READ_CACHE_BYTES:
-                # Evict the oldest entries first (a dict keeps insertion order).
-                evicted = self._entries.pop(next(iter(self._entries)))
-                self._bytes -= len(evicted[1])
-            self._entries[(files.json, key)] = (stat, data)
+            while self.entries and self._bytes + len(data) > READ_CACHE_BYTES:
+                _, (_, evicted) = self.entries.popitem(last=False)  # the oldest first
+                self._bytes -= len(evicted)
+            self.entries[(files.json, key)] = (stat, data)
             self._bytes += len(data)
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self.entries.clear()
             self._bytes = 0
 
     def after_fork(self) -> None:
@@ -229,22 +225,21 @@ if hasattr(os, "register_at_fork"):
 
 def _cached(files: utils.DbFiles, key: Optional[str]) -> Any:
     """Parsed cached bytes of the whole file (``key`` ``None``) or of ``key``'s value, or
-    ``MISSING`` on a miss. A hit costs two ``stat``-like calls and the parse."""
-    if not _cache._entries:  # noqa: SLF001 - a cheap look before any system call
+    ``MISSING`` on a miss. A hit costs two ``stat``-like calls and the parse; a miss with
+    nothing cached for the file costs no system call."""
+    entries = _cache.entries
+    whole = entries.get((files.json, None))
+    value = entries.get((files.json, key)) if whole is None and key is not None else None
+    if whole is None and value is None:
         return MISSING
     current = io_bytes.current_stat_key(files)
-    if current is None:
-        return MISSING
-    cached = _cache.get(files, None, current)
-    if cached is not None:
-        data = deserialize(cached, files.json)
+    if whole is not None and whole[0] == current:
+        data = deserialize(whole[1], files.json)
         if key is None:
             return _Parsed(data)
         return _Parsed(data.get(key, MISSING) if isinstance(data, dict) else MISSING)
-    if key is not None:
-        cached = _cache.get(files, key, current)
-        if cached is not None:
-            return _Parsed(deserialize(cached, files.json))
+    if value is not None and value[0] == current:
+        return _Parsed(deserialize(value[1], files.json))
     return MISSING
 
 

@@ -648,10 +648,10 @@ def _try_kernel(lock: AbstractLock) -> bool:
         stat = os.fstat(fd)
         if stat.st_nlink > 0:
             lock._kernel = fd  # noqa: SLF001 - same module
-            if stat.st_size > 0:
-                # Temporary files were made since the last sweep: remove those whose
-                # owner died (a writer killed before its rename leaves one).
-                os.ftruncate(fd, 0)
+            lock.leftovers = stat.st_size > 0
+            if lock.leftovers:
+                # Temporary files were made since the mark was last cleared: remove those
+                # whose owner died (a writer killed before its rename leaves one).
                 utils.sweep_dead_temp_files(lock.folder)
             return True
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -721,6 +721,9 @@ class AbstractLock:
         self.visible = True
         self._last_refresh = 0.0
         self._kernel = -1
+        #: whether the folder was marked as maybe holding leftovers (``utils.mark_leftovers``)
+        #: when this lock was taken: a writer then looks for a journal to finish
+        self.leftovers = False
         self._new_request()
 
     def _new_request(self) -> None:
@@ -779,6 +782,12 @@ class AbstractLock:
         with _registry_lock:
             _held[key] = self
         _keeper.add()
+
+    def clear_leftovers(self) -> None:
+        """Clear the leftovers mark, once the holder has cleaned up (under a write lock)."""
+        if self.held and self.leftovers:
+            os.ftruncate(self._kernel, 0)
+            self.leftovers = False
 
     def _barge(self, deadline: float) -> bool:
         """Take the kernel lock without queueing while nobody has waited longer than

@@ -230,18 +230,18 @@ _temp_counter = 0
 
 
 #: The file in a private folder whose kernel ``flock`` is the database's lock (``locking``).
-#: A size above zero also says "temporary files were made here since the last sweep".
+#: A size above zero also says "there may be leftovers to clean up": temporary files or a
+#: journal made since the last clean-up (see :func:`mark_leftovers`).
 KERNEL_LOCK_FILE = "kernel"
 
 
-def temp_path(folder: str) -> str:
-    """A fresh temporary file name in ``folder``; its name records the owner process.
+def mark_leftovers(folder: str) -> None:
+    """Note in ``folder`` that a temporary file or a journal is about to be made.
 
-    Marks the folder (see :data:`KERNEL_LOCK_FILE`), so that the next lock taken there
-    sweeps the file away should its owner die before renaming or removing it.
+    Lock holders look for leftovers of dead processes only when the mark is there, so the
+    common case costs no directory listing. Make the mark before the file, so that a crash
+    in between cannot leave an unmarked leftover.
     """
-    global _temp_counter  # noqa: PLW0603 - a per-process counter; uniqueness comes from pid+token
-    _temp_counter += 1
     marker = os.path.join(folder, KERNEL_LOCK_FILE)
     try:
         os.truncate(marker, 1)
@@ -249,6 +249,17 @@ def temp_path(folder: str) -> str:
         with contextlib.suppress(FileNotFoundError):  # no folder yet: no leftovers either
             os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644))
             os.truncate(marker, 1)
+
+
+def temp_path(folder: str) -> str:
+    """A fresh temporary file name in ``folder``; its name records the owner process.
+
+    Marks the folder (:func:`mark_leftovers`), so that the next lock taken there sweeps the
+    file away should its owner die before renaming or removing it.
+    """
+    global _temp_counter  # noqa: PLW0603 - a per-process counter; uniqueness comes from pid+token
+    _temp_counter += 1
+    mark_leftovers(folder)
     return os.path.join(folder, f"{os.getpid()}.{own_process_token()}.{_temp_counter}.tmp")
 
 
