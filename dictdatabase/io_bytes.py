@@ -467,7 +467,9 @@ def replace_data(
     target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
     stored = compress(payload) if compressed else payload
     with fence():
-        identity, replaced = _commit_through_spare(files, target, len(stored), lambda fd: _write_all(fd, stored))
+        identity, replaced = _commit_through_spare(
+            files, target, len(stored), lambda fd: _write_all(fd, stored)
+        )
         if not replaced:  # a new file, or a conversion: the other form may still exist
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(other)

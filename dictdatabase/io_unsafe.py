@@ -247,8 +247,9 @@ def _cached(files: utils.DbFiles, key: Optional[str]) -> Any:
 _seen_large: set = set()
 
 
-def _load_small(files: utils.DbFiles, shared: bool) -> Any:
-    """The whole small database, ``MISSING``, or ``None`` when the general path must read it."""
+def _small_file(files: utils.DbFiles, shared: bool) -> Optional[io_bytes.SmallRead]:
+    """The database file read whole if it is small (status ``"read"`` or ``"missing"``), or
+    ``None`` when the general path must read it (a large file, or both forms present)."""
     if files.private in _seen_large:
         return None
     found = io_bytes.read_small_database(files, shared=shared)
@@ -256,11 +257,22 @@ def _load_small(files: utils.DbFiles, shared: bool) -> Any:
         if len(_seen_large) < 4096:
             _seen_large.add(files.private)
         return None
+    return found
+
+
+def _json_bytes(files: utils.DbFiles, found: io_bytes.SmallRead) -> bytes:
+    return io_bytes.decompress(found.raw, found.path) if found.path == files.ddb else found.raw
+
+
+def _load_small(files: utils.DbFiles, shared: bool) -> Any:
+    """The whole small database, ``MISSING``, or ``None`` when the general path must read it."""
+    found = _small_file(files, shared)
+    if found is None:
+        return None
     if found.status == "missing":
         return MISSING
-    path = found.path
-    json_bytes = io_bytes.decompress(found.raw, path) if path == files.ddb else found.raw
-    data = deserialize(json_bytes, path)
+    json_bytes = _json_bytes(files, found)
+    data = deserialize(json_bytes, found.path)
     if found.key is not None and READ_CACHE_BYTES:
         _cache.put(files, None, found.key, json_bytes)
     return _Parsed(data)
@@ -554,10 +566,18 @@ class Snapshot(NamedTuple):
 
 def snapshot(files: utils.DbFiles, *, shared: bool = False) -> Optional[Snapshot]:
     """The database as stored right now, or ``None`` when it is missing."""
+    found = _small_file(files, shared)
+    if found is not None:
+        if found.status == "missing":
+            return None
+        json_bytes = _json_bytes(files, found)
+        return Snapshot(found.raw, json_bytes, deserialize(json_bytes, found.path), found.path == files.ddb)
     data_file = io_bytes.open_data(files, shared=shared)
     if data_file is None:
         return None
     with data_file:
+        if data_file.identity.size < SMALL_FILE_BYTES:
+            _seen_large.discard(files.private)  # it shrank: small-file reads again
         raw = data_file.read_raw()
         json_bytes = io_bytes.decompress(raw, data_file.path) if data_file.compressed else raw
         return Snapshot(raw, json_bytes, deserialize(json_bytes, data_file.path), data_file.compressed)

@@ -55,7 +55,7 @@ import random
 import select
 import threading
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import ContextManager, Dict, Iterator, List, Optional, Tuple
 
 from . import utils
 from .errors import LockError
@@ -280,7 +280,15 @@ def _open_folder(folder: str) -> int:
         return os.open(folder, flags)
 
 
-def _gate_handle(folder: str) -> Tuple[int, threading.Lock]:
+def _gate_handle(folder: str, *, verify: bool = True) -> Tuple[int, threading.Lock]:
+    """The cached gate descriptor of ``folder`` and its thread lock.
+
+    ``verify`` makes sure the folder was not deleted meanwhile (a lock holder skips that:
+    its commit guard finds its kernel file unlinked anyway).
+    """
+    handle = _gates.get(folder)
+    if handle is not None and (not verify or os.fstat(handle[0]).st_nlink > 0):
+        return handle
     with _gates_lock:
         handle = _gates.get(folder)
         if handle is not None and os.fstat(handle[0]).st_nlink == 0:
@@ -294,27 +302,47 @@ def _gate_handle(folder: str) -> Tuple[int, threading.Lock]:
     return handle
 
 
-@contextlib.contextmanager
-def _gate(folder: str, deadline: float, db_name: str) -> Iterator[None]:
-    """Hold the kernel lock of a database's private folder for a few system calls.
+def _gate_acquire(
+    folder: str, deadline: float, db_name: str, *, verify: bool = True
+) -> Tuple[int, threading.Lock]:
+    """Take the gate of a database's private folder: a kernel lock held for a few system
+    calls. Release it with :func:`_gate_release`.
 
     ``flock`` only excludes other open file descriptions, so the threads of this process,
     which share one cached descriptor, also take a thread lock.
     """
-    fd, thread_lock = _gate_handle(folder)
-    if not thread_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+    fd, thread_lock = _gate_handle(folder, verify=verify)
+    if not thread_lock.acquire(False) and not thread_lock.acquire(
+        timeout=max(0.0, deadline - time.monotonic())
+    ):
         raise LockError(_gate_timeout_message(db_name))
     try:
         _flock_until(fd, deadline, db_name)
-        try:
-            yield
-        finally:
+    except BaseException:
+        _gate_release(folder, fd, thread_lock, locked=False)
+        raise
+    return fd, thread_lock
+
+
+def _gate_release(folder: str, fd: int, thread_lock: threading.Lock, *, locked: bool = True) -> None:
+    try:
+        if locked:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         thread_lock.release()
         if _gates.get(folder, (None,))[0] != fd:  # not cached: close it
             utils.untrack_lock_fd(fd)
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _gate(folder: str, deadline: float, db_name: str) -> Iterator[None]:
+    """Hold the gate of a database's private folder (see :func:`_gate_acquire`)."""
+    fd, thread_lock = _gate_acquire(folder, deadline, db_name)
+    try:
+        yield
+    finally:
+        _gate_release(folder, fd, thread_lock)
 
 
 def _gate_timeout_message(db_name: str) -> str:
@@ -844,25 +872,13 @@ class AbstractLock:
 
     # -- fencing -----------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def commit_guard(self) -> Iterator[None]:
+    def commit_guard(self) -> ContextManager[None]:
         """Hold the gate and make sure this lock is still ours; raise ``LockError`` if not.
 
         Everything done inside (a rename, an in-place write) cannot race with a waiter
         breaking the lock, because breaking also needs the gate.
         """
-        if not self.held:
-            msg = f"The {self.mode} lock of database {self.db_name!r} is not held; nothing was written"
-            raise LockError(msg)
-        with _gate(self.folder, time.monotonic() + AQUIRE_LOCK_TIMEOUT, self.db_name):
-            if os.fstat(self._kernel).st_nlink == 0:
-                msg = (
-                    f"Lost the {self.mode} lock of database {self.db_name!r}: another process broke it "
-                    f"after its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s (was this process "
-                    "paused?). Nothing was written; read the data again and retry"
-                )
-                raise LockError(msg)
-            yield
+        return _CommitGuard(self)
 
     # -- context manager ---------------------------------------------------------------
 
@@ -875,6 +891,37 @@ class AbstractLock:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.db_name!r}, held={self.held})"
+
+
+class _CommitGuard:
+    """The context manager of :meth:`AbstractLock.commit_guard` (a class: commits are hot)."""
+
+    __slots__ = ("_gate", "_lock")
+
+    def __init__(self, lock: AbstractLock) -> None:
+        self._lock = lock
+        self._gate: Optional[Tuple[int, threading.Lock]] = None
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        if not lock.held:
+            msg = f"The {lock.mode} lock of database {lock.db_name!r} is not held; nothing was written"
+            raise LockError(msg)
+        gate = _gate_acquire(lock.folder, time.monotonic() + AQUIRE_LOCK_TIMEOUT, lock.db_name, verify=False)
+        if os.fstat(lock._kernel).st_nlink == 0:  # noqa: SLF001 - part of the lock
+            _gate_release(lock.folder, *gate)
+            msg = (
+                f"Lost the {lock.mode} lock of database {lock.db_name!r}: another process broke it "
+                f"after its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s (was this process "
+                "paused?). Nothing was written; read the data again and retry"
+            )
+            raise LockError(msg)
+        self._gate = gate
+
+    def __exit__(self, *exc_info: object) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            _gate_release(self._lock.folder, *gate)
 
 
 class ReadLock(AbstractLock):
