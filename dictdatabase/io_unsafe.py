@@ -228,19 +228,31 @@ def _cached(files: utils.DbFiles, key: Optional[str]) -> Any:
     ``MISSING`` on a miss. A hit costs two ``stat``-like calls and the parse; a miss with
     nothing cached for the file costs no system call."""
     entries = _cache.entries
+    value = entries.get((files.json, key)) if key is not None else None
     whole = entries.get((files.json, None))
-    value = entries.get((files.json, key)) if whole is None and key is not None else None
     if whole is None and value is None:
         return MISSING
     current = io_bytes.current_stat_key(files)
-    if whole is not None and whole[0] == current:
-        data = deserialize(whole[1], files.json)
-        if key is None:
-            return _Parsed(data)
-        return _Parsed(data.get(key, MISSING) if isinstance(data, dict) else MISSING)
     if value is not None and value[0] == current:
         return _Parsed(deserialize(value[1], files.json))
-    return MISSING
+    if whole is None or whole[0] != current:
+        return MISSING
+    data = deserialize(whole[1], files.json)
+    if key is None:
+        return _Parsed(data)
+    found = data.get(key, MISSING) if isinstance(data, dict) else MISSING
+    if found is not MISSING:
+        _cache_value(files, key, current, found)
+    return _Parsed(found)
+
+
+def _cache_value(files: utils.DbFiles, key: str, stat: io_bytes.StatKey, value: Any) -> None:
+    """Cache one value of a small file on its own: parsing it alone is faster next time."""
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:
+        return  # orjson cannot write it back exactly (huge int, lone surrogate): do not cache
+    _cache.put(files, key, stat, encoded)
 
 
 #: Private folders of databases last seen as large files (their reads skip the small-file path).

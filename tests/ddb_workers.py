@@ -30,7 +30,13 @@ import dictdatabase as DDB
 from dictdatabase import errors, locking
 
 CONFIG_NAMES = ("indent", "use_compression", "use_orjson", "use_fsync")
-LOCK_NAMES = ("SLEEP_TIMEOUT", "AQUIRE_LOCK_TIMEOUT", "REMOVE_ORPHAN_LOCK_TIMEOUT", "LOCK_KEEP_ALIVE_TIMEOUT")
+LOCK_NAMES = (
+    "SLEEP_TIMEOUT",
+    "AQUIRE_LOCK_TIMEOUT",
+    "REMOVE_ORPHAN_LOCK_TIMEOUT",
+    "LOCK_KEEP_ALIVE_TIMEOUT",
+    "FAIRNESS_WINDOW",
+)
 
 #: Timeout for any join or handshake; a test that reaches it has hung.
 HANG_TIMEOUT = 30.0

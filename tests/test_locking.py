@@ -824,3 +824,42 @@ def test_a_blocked_waiter_uses_almost_no_cpu(storage, fork):
     assert outcome == "LockError"
     assert wall >= 0.9
     assert cpu < 0.2, f"a waiter blocked for {wall:.2f} s used {cpu:.3f} s of CPU"
+
+
+# ---------------------------------------------------------------------------------------
+# The kernel lock under sessions, and the fairness window
+
+
+def test_a_session_shows_in_the_snapshot_as_a_kernel_held_write_lock(storage):
+    DDB.at("db").create({"a": 1})
+    with DDB.at("db").session():
+        snapshot = locking.FileLocksSnapshot(locking.WriteLock("db").need_lock)
+        assert [(m.pid, m.stage, m.mode) for m in snapshot.locks] == [(os.getpid(), "has", "write")]
+        assert snapshot.any_has_write_locks
+        assert lock_names("db") == []  # the library's own locks make no lock file
+    assert locking.FileLocksSnapshot(locking.WriteLock("db").need_lock).locks == []
+
+
+@pytest.mark.parametrize("window", [0.0, 0.3])
+def test_a_request_queues_once_it_has_waited_the_fairness_window(storage, window):
+    """With a window of 0 a blocked session queues (shows a ``need`` file) at once; with a
+    window it first polls for that long, then queues."""
+    locking.FAIRNESS_WINDOW = window
+    locking.AQUIRE_LOCK_TIMEOUT = 10.0
+    DDB.at("db").create({"n": 0})
+    holder = locking.WriteLock("db")
+    holder._lock()
+    try:
+        started = time.monotonic()
+        runner = Runner(lambda: DDB.at("db").update({"n": 1}), name="waiting writer")
+        wait_for(lambda: ("need", "write") in [(s, m) for _, _, s, m in parsed("db")])
+        queued_after = time.monotonic() - started
+    finally:
+        holder._unlock()
+    runner.join()
+    assert runner.error is None
+    assert DDB.at("db").read() == {"n": 1}
+    if window == 0.0:
+        assert queued_after < 0.2
+    else:
+        assert window * 0.8 <= queued_after < window + 1.0
