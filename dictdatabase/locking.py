@@ -580,10 +580,13 @@ class _LeaseKeeper:
             if not locks:
                 self._wake.wait()
                 self._wake.clear()
-                continue
             self._idle = False
-            interval = min(LOCK_KEEP_ALIVE_TIMEOUT, REMOVE_ORPHAN_LOCK_TIMEOUT / 4)
-            time.sleep(interval)
+            # Sleep before refreshing: most locks are released long before, and a keeper
+            # that looked at once would wake up for every lock taken (a thread switch each).
+            # A new lock is refreshed within two intervals, half the orphan timeout.
+            time.sleep(min(LOCK_KEEP_ALIVE_TIMEOUT, REMOVE_ORPHAN_LOCK_TIMEOUT / 4))
+            with _registry_lock:
+                locks = list(_held.values())
             for lock in locks:
                 lock._refresh_lease()  # noqa: SLF001 - the keeper is part of the lock machinery
 

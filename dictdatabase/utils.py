@@ -169,7 +169,8 @@ def db_files(db_name: str) -> DbFiles:
     paths do not normalise names and join paths again and again.
     """
     directory = config.storage_directory
-    cache_key = (directory, "" if os.path.isabs(directory) else os.getcwd(), db_name)
+    absolute = directory.startswith("/") if isinstance(directory, str) else os.path.isabs(directory)
+    cache_key = (directory, "" if absolute else os.getcwd(), db_name)
     found = _files_cache.get(cache_key)
     if found is None:
         if len(_files_cache) >= 8192:
