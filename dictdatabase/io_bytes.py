@@ -34,7 +34,7 @@ import os
 import sys
 import time
 import zlib
-from typing import Callable, ContextManager, Iterator, NamedTuple, Optional, Tuple
+from typing import Callable, ContextManager, Dict, Iterator, NamedTuple, Optional, Tuple
 
 import orjson
 
@@ -348,16 +348,16 @@ def read_small(path: str, *, shared: bool = True, timeout: float = 60.0) -> Opti
     ``FileNotFoundError`` when the file is gone.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    return _read_small_and_close(fd, shared, timeout, repr(path))[0]
+    return _read_small_and_close(fd, shared, timeout, repr(path), want_key=False)[0]
 
 
 def _read_small_and_close(
-    fd: int, shared: bool, timeout: float, what: str
+    fd: int, shared: bool, timeout: float, what: str, *, want_key: bool = True
 ) -> Tuple[Optional[bytes], Optional[StatKey]]:
     """Read an open file under a shared ``flock`` and close it.
 
     Returns ``(bytes, stat key)``; the bytes are ``None`` if the file is not small, the stat
-    key (of exactly these bytes) is ``None`` unless ``shared``.
+    key (of exactly these bytes) is ``None`` unless ``shared`` and ``want_key``.
     """
     utils.track_lock_fd(fd)
     try:
@@ -366,7 +366,7 @@ def _read_small_and_close(
         raw = os.read(fd, JOURNAL_MIN_BYTES)
         if len(raw) >= JOURNAL_MIN_BYTES:
             return None, None
-        return raw, stat_key(os.fstat(fd)) if shared else None
+        return raw, stat_key(os.fstat(fd)) if shared and want_key else None
     finally:
         utils.untrack_lock_fd(fd)
         os.close(fd)
@@ -581,8 +581,15 @@ def _load_exchange() -> Optional[Callable[[str, str], None]]:
     renameat2.restype = ctypes.c_int
     at_fdcwd, rename_exchange = -100, 2
 
+    encoded: Dict[str, bytes] = {}
+
     def exchange(first: str, second: str) -> None:
-        if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) != 0:
+        # The same few paths are exchanged again and again: encode each once.
+        first_bytes = encoded.get(first) or encoded.setdefault(first, os.fsencode(first))
+        second_bytes = encoded.get(second) or encoded.setdefault(second, os.fsencode(second))
+        if len(encoded) > 4096:
+            encoded.clear()
+        if renameat2(at_fdcwd, first_bytes, at_fdcwd, second_bytes, rename_exchange) != 0:
             error = ctypes.get_errno()
             raise OSError(error, os.strerror(error), second)
 

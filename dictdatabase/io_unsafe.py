@@ -223,31 +223,41 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_cache.after_fork)
 
 
+#: What :func:`_cached` returns on a miss (``MISSING`` is a valid answer: a missing key).
+_NO_HIT = object()
+
+
 def _cached(files: utils.DbFiles, key: Optional[str]) -> Any:
-    """Parsed cached bytes of the whole file (``key`` ``None``) or of ``key``'s value, or
-    ``MISSING`` on a miss. A hit costs two ``stat``-like calls and the parse; a miss with
-    nothing cached for the file costs no system call."""
+    """The whole file (``key`` ``None``) or ``key``'s value (``MISSING`` if the file has no
+    such key) from cached bytes, or ``_NO_HIT``. A hit costs two ``stat``-like calls and the
+    parse; a miss with nothing cached for the file costs no system call. (This is the hot
+    path of every warm read, hence written out flat.)"""
     entries = _cache.entries
-    value = entries.get((files.json, key)) if key is not None else None
-    whole = entries.get((files.json, None))
+    path = files.json
+    value = entries.get((path, key)) if key is not None else None
+    whole = entries.get((path, None))
     if whole is None and value is None:
-        return MISSING
+        return _NO_HIT
     current = io_bytes.current_stat_key(files)
     if value is not None and value[0] == current:
-        return _Parsed(deserialize(value[1], files.json))
+        try:
+            return orjson.loads(value[1])
+        except orjson.JSONDecodeError:
+            return deserialize(value[1], path)  # parsed by the json module the first time
     if whole is None or whole[0] != current:
-        return MISSING
-    data = deserialize(whole[1], files.json)
+        return _NO_HIT
+    data = deserialize(whole[1], path)
     if key is None:
-        return _Parsed(data)
+        return data
     found = data.get(key, MISSING) if isinstance(data, dict) else MISSING
     if found is not MISSING:
         _cache_value(files, key, current, found)
-    return _Parsed(found)
+    return found
 
 
 def _cache_value(files: utils.DbFiles, key: str, stat: io_bytes.StatKey, value: Any) -> None:
-    """Cache one value of a small file on its own: parsing it alone is faster next time."""
+    """Cache one value on its own, compactly encoded: parsing that is faster next time than
+    parsing the whole small file, or the indented bytes of the value in a large one."""
     try:
         encoded = orjson.dumps(value)
     except TypeError:
@@ -299,8 +309,8 @@ def load(files: utils.DbFiles, *, shared: bool = True, listed: Optional[Tuple[bo
     if listed is None:
         if shared:
             hit = _cached(files, None)
-            if hit is not MISSING:
-                return hit.data
+            if hit is not _NO_HIT:
+                return hit
         small = _load_small(files, shared)
         if small is not None:
             return small if small is MISSING else small.data
@@ -328,8 +338,8 @@ def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
     """The value of ``key``, or the sentinel ``MISSING``."""
     if shared:
         hit = _cached(files, key)
-        if hit is not MISSING:
-            return hit.data
+        if hit is not _NO_HIT:
+            return hit
     small = _load_small(files, shared)
     if small is MISSING:
         return MISSING
@@ -357,7 +367,7 @@ def _lookup_in(data_file: DataFile, key: str, *, shared: bool = False) -> Any:
         if value_bytes is not None:
             value = deserialize(value_bytes, data_file.path)
             if shared and READ_CACHE_BYTES:
-                _cache.put(data_file.files, key, data_file.stat_key, value_bytes)
+                _cache_value(data_file.files, key, data_file.stat_key, value)
             return value
         utils.logger.info(
             "Index of %r did not match the file (edited elsewhere?); rebuilding", data_file.path
