@@ -16,7 +16,7 @@ session without ``write()`` changes nothing.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 from path_dict import PathDict
 
@@ -100,8 +100,7 @@ class SessionBase:
             self._locks[db_name] = lock
         return lock
 
-    @contextlib.contextmanager
-    def _commit_lock(self, db_name: str) -> Iterator[Callable[[], Any]]:
+    def _commit_lock(self, db_name: str) -> ContextManager[Callable[[], Any]]:
         """The fence to commit under: the session's own lock, an explicit lock the thread
         holds, or (optimistic sessions) a write lock taken just for the commit."""
         if not self.optimistic:
@@ -111,8 +110,12 @@ class SessionBase:
             if held is None:
                 msg = f"The session on {db_name!r} lost its lock; nothing was written"
                 raise errors.PermissionError(msg)
-            yield held.commit_guard
-            return
+            return contextlib.nullcontext(held.commit_guard)
+        return self._commit_lock_optimistic(db_name)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _commit_lock_optimistic(db_name: str) -> Iterator[Callable[[], Any]]:
         with io_safe.write_locked(db_name) as lock:
             yield lock.commit_guard
 
