@@ -256,8 +256,7 @@ def _cached(files: utils.DbFiles, key: Optional[str]) -> Any:
 
 
 def _cache_value(files: utils.DbFiles, key: str, stat: io_bytes.StatKey, value: Any) -> None:
-    """Cache one value on its own, compactly encoded: parsing that is faster next time than
-    parsing the whole small file, or the indented bytes of the value in a large one."""
+    """Cache one value of a small file on its own: parsing it alone is faster next time."""
     try:
         encoded = orjson.dumps(value)
     except TypeError:
@@ -367,7 +366,9 @@ def _lookup_in(data_file: DataFile, key: str, *, shared: bool = False) -> Any:
         if value_bytes is not None:
             value = deserialize(value_bytes, data_file.path)
             if shared and READ_CACHE_BYTES:
-                _cache_value(data_file.files, key, data_file.stat_key, value)
+                # The bytes as stored: encoding them compactly would cost more now than
+                # parsing them saves later.
+                _cache.put(data_file.files, key, data_file.stat_key, value_bytes)
             return value
         utils.logger.info(
             "Index of %r did not match the file (edited elsewhere?); rebuilding", data_file.path
