@@ -705,16 +705,18 @@ def _kernel_holders(db_name: str, folder: str) -> List[LockFileMeta]:
     from here: with pid and mode, but thread 0 and request time 0, which are not recorded.
     """
     try:
-        inode = os.stat(_kernel_path(folder)).st_ino
+        stat = os.stat(_kernel_path(folder))
         with open("/proc/locks", encoding="ascii", errors="replace") as table:
             lines = table.read().splitlines()
     except OSError:
         return []
+    # The kernel writes the file as "major:minor:inode", the device numbers in hex.
+    file_id = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
     holders = []
     for line in lines:
         fields = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->" after "1:"
-        if len(fields) < 6 or fields[1] != "FLOCK" or fields[5].rsplit(":", 1)[-1] != str(inode):
+        if len(fields) < 6 or fields[1] != "FLOCK" or fields[5] != file_id:
             continue
         mode = WRITE if fields[3] == "WRITE" else READ
         pid = int(fields[4]) if fields[4].isdigit() else 0
