@@ -855,7 +855,7 @@ def _reader_turnstile(files: utils.DbFiles, timeout: float) -> Iterator[None]:
             yield
             return
         utils.track_lock_fd(fd)
-        if len(_turnstiles) < 256:
+        if len(_turnstiles) < 64:
             _turnstiles[files.private] = fd
     try:
         flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))

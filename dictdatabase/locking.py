@@ -691,10 +691,17 @@ def _try_kernel(lock: AbstractLock) -> bool:
 
 
 def _break_kernel_lock(folder: str) -> None:
-    """Replace the kernel lock file (under the gate): holders of the old one are fenced."""
+    """Replace the kernel lock file (under the gate): holders of the old one are fenced.
+
+    The new file carries the leftovers mark (``utils.mark_leftovers``): whatever the broken
+    holder left behind is looked for by the next writer.
+    """
     fresh = os.path.join(folder, f"kernel.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
-    os.close(fd)
+    try:
+        os.ftruncate(fd, 1)
+    finally:
+        os.close(fd)
     os.replace(fresh, _kernel_path(folder))
 
 
