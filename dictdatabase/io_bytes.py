@@ -347,8 +347,16 @@ def read_small(path: str, *, shared: bool = True, timeout: float = 60.0) -> Opti
     in place, so a shared ``flock`` and one ``read`` give a consistent snapshot. Raises
     ``FileNotFoundError`` when the file is gone.
     """
+    return read_small_with_key(path, shared=shared, timeout=timeout, want_key=False)[0]
+
+
+def read_small_with_key(
+    path: str, *, shared: bool = True, timeout: float = 60.0, want_key: bool = True
+) -> Tuple[Optional[bytes], Optional[StatKey]]:
+    """Like :func:`read_small`, plus the stat key of the bytes read (see
+    :func:`_read_small_and_close`)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    return _read_small_and_close(fd, shared, timeout, repr(path), want_key=False)[0]
+    return _read_small_and_close(fd, shared, timeout, repr(path), want_key=want_key)
 
 
 def _read_small_and_close(

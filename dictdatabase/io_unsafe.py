@@ -156,15 +156,24 @@ def read(db_name: str, *, shared: bool = True) -> Any:
 
 
 def load_listed(files: utils.DbFiles, listed: Tuple[bool, bool], *, shared: bool = True) -> Any:
-    """Like :func:`load`, for a file a folder listing just showed (fewer system calls)."""
+    """Like :func:`load`, for a file a folder listing just showed (fewer system calls: the
+    listing already tells that only one form exists)."""
     if listed[0] != listed[1]:
         path = files.json if listed[0] else files.ddb
+        cache = shared and READ_CACHE_BYTES > 0
         try:
-            raw = io_bytes.read_small(path, shared=shared)
+            whole = _cache.entries.get((files.json, None)) if cache else None
+            if whole is not None and whole[0] == io_bytes.stat_key(os.stat(path)):
+                return deserialize(whole[1], path)
+            raw, key = io_bytes.read_small_with_key(path, shared=shared, want_key=cache)
         except FileNotFoundError:
             raw = None  # changed since the listing: take the general path
         if raw is not None:
-            return deserialize(io_bytes.decompress(raw, path) if path == files.ddb else raw, path)
+            json_bytes = io_bytes.decompress(raw, path) if path == files.ddb else raw
+            data = deserialize(json_bytes, path)
+            if key is not None:
+                _cache.put(files, None, key, json_bytes)
+            return data
     return load(files, shared=shared, listed=listed)
 
 

@@ -129,3 +129,21 @@ def test_a_zero_budget_turns_the_cache_off(monkeypatch):
     assert DDB.at("db", key="a").read() == 1
     assert DDB.at("db").read() == {"a": 1}
     assert not io_unsafe._cache.entries
+
+
+def test_a_warm_folder_read_sees_changed_documents():
+    for name in ("a", "b", "c"):
+        DDB.at("docs", name).create({"n": 1})
+    assert DDB.at("docs", "*").read() == {"a": {"n": 1}, "b": {"n": 1}, "c": {"n": 1}}
+    assert DDB.at("docs", "*").read() == {"a": {"n": 1}, "b": {"n": 1}, "c": {"n": 1}}  # warm now
+    DDB.at("docs", "b").update({"n": 2})  # same length
+    path = os.path.join(DDB.config.storage_directory, "docs", "c.json")
+    before = os.stat(path)
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    with open(path, "r+b") as handle:  # another program, in place, mtime restored
+        handle.write(raw.replace(b"1", b"3"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert DDB.at("docs", "*").read() == {"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}}
+    os.unlink(os.path.join(DDB.config.storage_directory, "docs", "a.json"))
+    assert DDB.at("docs", "*").read() == {"b": {"n": 2}, "c": {"n": 3}}
