@@ -324,12 +324,10 @@ def _view(files: utils.DbFiles, fd: int, path: str, *, shared: bool, timeout: fl
     utils.track_lock_fd(fd)
     try:
         if shared:
-            identity = FileIdentity.of(os.fstat(fd))
-            if identity.size >= JOURNAL_MIN_BYTES and not path.endswith(utils.DDB_SUFFIX):
-                with _reader_turnstile(files, timeout):  # in-place writers are not starved
-                    flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
-            else:
+            if path.endswith(utils.DDB_SUFFIX):  # compressed files are never changed in place
                 flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
+            else:
+                _shared_through_turnstile(files, fd, timeout)  # in-place writers are not starved
         stat = os.fstat(fd)
         if shared and stat.st_size >= JOURNAL_MIN_BYTES and _journal_blocks_readers(files):
             raise JournalPending(files.name)
@@ -784,7 +782,7 @@ def _exclusive(files: utils.DbFiles, path: str, inode: int, timeout: float) -> I
     """Open the data file and hold an exclusive ``flock`` on it; yield the descriptor.
 
     New readers are held off first through the database's turnstile (see
-    :func:`_reader_turnstile`), so a stream of readers cannot starve the writer.
+    :func:`_shared_through_turnstile`), so a stream of readers cannot starve the writer.
     """
     fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     utils.track_lock_fd(fd)
@@ -848,32 +846,34 @@ def _open_turnstile(files: utils.DbFiles) -> int:
         return -1
 
 
-@contextlib.contextmanager
-def _reader_turnstile(files: utils.DbFiles, timeout: float) -> Iterator[None]:
-    """Pass the turnstile before taking the shared lock of a large file.
+def _shared_through_turnstile(files: utils.DbFiles, fd: int, timeout: float) -> None:
+    """Take the shared ``flock`` of the data file ``fd`` after passing the turnstile.
 
     An in-place writer holds the turnstile exclusively while it waits for the readers that
     are already in to leave, so readers that come later queue behind it. Readers hold it
     only for the instant of taking their own lock. The descriptor is cached per process.
     """
-    fd = _turnstiles.get(files.private)
-    if fd is None:
-        fd = _open_turnstile(files)
-        if fd < 0:
-            yield
+    what = repr(files.name)
+    turnstile = _turnstiles.get(files.private)
+    cached = turnstile is not None
+    if turnstile is None:
+        turnstile = _open_turnstile(files)
+        if turnstile < 0:
+            flock_wait(fd, fcntl.LOCK_SH, timeout, what)
             return
-        utils.track_lock_fd(fd)
+        utils.track_lock_fd(turnstile)
         if len(_turnstiles) < 64:
-            _turnstiles[files.private] = fd
+            _turnstiles[files.private] = turnstile
+            cached = True
     try:
-        flock_wait(fd, fcntl.LOCK_SH, timeout, repr(files.name))
-        yield
+        flock_wait(turnstile, fcntl.LOCK_SH, timeout, what)
+        flock_wait(fd, fcntl.LOCK_SH, timeout, what)
     finally:
-        if _turnstiles.get(files.private) == fd:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        if cached:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
         else:
-            utils.untrack_lock_fd(fd)
-            os.close(fd)
+            utils.untrack_lock_fd(turnstile)
+            os.close(turnstile)
 
 
 def _forget_turnstiles() -> None:
