@@ -503,7 +503,7 @@ def _commit_through_spare(
     nanoseconds as its mtime, so file identities do not repeat. Callers hold the write lock
     and the gate, so the switch cannot be aborted after the bytes were written.
     """
-    spare = os.path.join(files.private, "spare")
+    spare = files.spare
     use_spare = _exchange is not None and length <= SPARE_MAX_BYTES
     fd, path = _open_spare(spare) if use_spare else (-1, "")
     if fd < 0:
@@ -634,7 +634,7 @@ def delete_data(files: utils.DbFiles, fence: _FlockFence = _no_fence) -> bool:
             except FileNotFoundError:
                 pass
         # The spare and the idle journal hold copies of old data: they go too.
-        spare = os.path.join(files.private, "spare")
+        spare = files.spare
         for path in (files.index, files.journal, files.journal + ".idle", spare):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

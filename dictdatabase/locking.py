@@ -808,11 +808,12 @@ class AbstractLock:
         if current is not None:
             raise LockError(_nested_message(self, current))
         self._new_request()
-        deadline = time.monotonic() + AQUIRE_LOCK_TIMEOUT
         # The library's own locks first try without queueing (see _barge). Visible locks
         # always queue, which also clears lock files of dead owners.
-        if self.visible or not self._barge(deadline):
-            waiting = _Waiter(self, deadline)
+        if self.visible or not (
+            (not _anyone_waiting(self.folder) and _try_kernel(self)) or self._barge()
+        ):
+            waiting = _Waiter(self, self._deadline)
             try:
                 waiting.run()
             finally:
@@ -829,23 +830,28 @@ class AbstractLock:
             os.ftruncate(self._kernel, 0)
             self.leftovers = False
 
-    def _barge(self, deadline: float) -> bool:
-        """Take the kernel lock without queueing while nobody has waited longer than
-        ``FAIRNESS_WINDOW``; ``True`` if that worked within the window.
+    @property
+    def _deadline(self) -> float:
+        """When the current request gives up (``AQUIRE_LOCK_TIMEOUT`` after it was made)."""
+        return self._order / 1e9 + AQUIRE_LOCK_TIMEOUT
+
+    def _barge(self) -> bool:
+        """After a first try failed: retry to take the kernel lock without queueing while
+        nobody has waited longer than ``FAIRNESS_WINDOW``; ``True`` if that worked.
 
         Polls with capped backoff; requests older than the window queue up (and then stop
         everybody else from barging past them), so nobody waits long for its turn.
         """
-        window_end = min(time.monotonic() + FAIRNESS_WINDOW, deadline)
+        window_end = min(self._order / 1e9 + FAIRNESS_WINDOW, self._deadline)
         delay = SLEEP_TIMEOUT
         while True:
-            if not _anyone_waiting(self.folder) and _try_kernel(self):
-                return True
             pause = min(delay, window_end - time.monotonic())
             if pause <= 0:
                 return False
             time.sleep(pause * random.uniform(0.8, 1.0))  # noqa: S311 - jitter, not secrets
             delay = min(delay * 2, MAX_SLEEP_TIMEOUT)
+            if not _anyone_waiting(self.folder) and _try_kernel(self):
+                return True
 
     def _unlock(self) -> None:
         """Release the lock (idempotent). Logs a warning if the lease had been broken."""

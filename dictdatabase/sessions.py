@@ -233,7 +233,8 @@ class SessionFileKey(SessionBase):
         value = _plain(self.data)
         if self._handle is not None:
             with self._commit_lock(self.db_name) as fence:
-                handle = self._handle._replace(value=value)
+                old = self._handle
+                handle = io_unsafe.PartialFileHandle(old.db_name, old.key, value, old.full)
                 io_unsafe.partial_write(handle, fence=fence, timeout=locking.AQUIRE_LOCK_TIMEOUT)
             return
         io_unsafe.serialize_value(value, io_unsafe.current_format())  # fail before any lock or I/O

@@ -157,6 +157,7 @@ class DbFiles(NamedTuple):
     private: str  #: the private folder
     journal: str  #: the redo journal of an in-place write
     index: str  #: the key index
+    spare: str  #: the spare file: the previous version, the target of the next write
 
 
 _files_cache: dict = {}
@@ -189,6 +190,7 @@ def _db_files(root: str, name: str) -> DbFiles:
         private=private,
         journal=os.path.join(private, "journal"),
         index=os.path.join(private, "index"),
+        spare=os.path.join(private, "spare"),
     )
 
 
