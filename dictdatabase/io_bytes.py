@@ -365,7 +365,8 @@ def _read_small_and_close(
     Returns ``(bytes, stat key)``; the bytes are ``None`` if the file is not small, the stat
     key (of exactly these bytes) is ``None`` unless ``shared`` and ``want_key``.
     """
-    utils.track_lock_fd(fd)
+    if shared:
+        utils.track_lock_fd(fd)  # it will hold a kernel lock: a forked child must not keep it
     try:
         if shared:
             flock_wait(fd, fcntl.LOCK_SH, timeout, what)
@@ -374,7 +375,8 @@ def _read_small_and_close(
             return None, None
         return raw, stat_key(os.fstat(fd)) if shared and want_key else None
     finally:
-        utils.untrack_lock_fd(fd)
+        if shared:
+            utils.untrack_lock_fd(fd)
         os.close(fd)
 
 
@@ -1025,10 +1027,11 @@ def _write_new_file(folder: str, data: bytes) -> Tuple[str, FileIdentity]:
 
 def _write_all(fd: int, data: bytes) -> int:
     """Write all of ``data`` at the current position; return its length."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    written = os.write(fd, data)  # one call writes it all, except for huge data or signals
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
     return len(data)
 
 

@@ -810,9 +810,7 @@ class AbstractLock:
         self._new_request()
         # The library's own locks first try without queueing (see _barge). Visible locks
         # always queue, which also clears lock files of dead owners.
-        if self.visible or not (
-            (not _anyone_waiting(self.folder) and _try_kernel(self)) or self._barge()
-        ):
+        if self.visible or not ((not _anyone_waiting(self.folder) and _try_kernel(self)) or self._barge()):
             waiting = _Waiter(self, self._deadline)
             try:
                 waiting.run()
