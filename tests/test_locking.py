@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -863,3 +864,82 @@ def test_a_request_queues_once_it_has_waited_the_fairness_window(storage, window
         assert queued_after < 0.2
     else:
         assert window * 0.8 <= queued_after < window + 1.0
+
+
+def _child_tries_the_lock(storage: str, settings: dict, outcome) -> None:
+    W.apply_settings(storage, settings)
+    try:
+        with DDB.at("db").session() as (session, data):
+            data["by"] = "child"
+            session.write()
+        outcome.put("got the lock")
+    except errors.LockError:
+        outcome.put("timed out")
+
+
+def test_a_forked_child_does_not_inherit_a_held_session_lock(storage, fork):
+    """The kernel lock lives on an open file description, which fork() shares: the child
+    must not find itself holding the parent's lock, and its exit must not release it."""
+    DDB.at("db").create({"by": "nobody"})
+    settings = W.current_settings(AQUIRE_LOCK_TIMEOUT=0.5)
+    outcome = fork.Queue()
+    with DDB.at("db").session() as (session, data):
+        child = fork.Process(target=_child_tries_the_lock, args=(storage, settings, outcome))
+        child.start()
+        child.join(20)
+        assert child.exitcode == 0
+        assert outcome.get(timeout=5) == "timed out"
+        assert W.lock_holders("db") == [os.getpid()]  # still ours after the child exited
+        data["by"] = "parent"
+        session.write()
+    assert DDB.at("db").read() == {"by": "parent"}
+
+
+def test_a_queued_request_is_served_while_another_thread_loops_on_sessions(storage):
+    """Once a request has queued, newcomers queue behind it instead of barging: a thread
+    that takes the lock again right after each release cannot starve it."""
+    locking.AQUIRE_LOCK_TIMEOUT = 10.0
+    DDB.at("db").create({"order": []})
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            _append("loop")
+
+    looper = Runner(loop, name="looper")
+    try:
+        time.sleep(0.05)
+        started = time.monotonic()
+        with locking.WriteLock("db"):  # an explicit lock queues as soon as it is blocked
+            waited = time.monotonic() - started
+            _append("queued")
+    finally:
+        stop.set()
+    looper.join()
+    assert looper.error is None
+    assert waited < 1.0, f"the queued request waited {waited:.2f} s"
+    assert "queued" in DDB.at("db", key="order").read()
+
+
+def _append(item: str) -> None:
+    with DDB.at("db", key="order").session() as (session, order):
+        order.append(item)
+        session.write()
+
+
+def _append_under_explicit_lock(item: str) -> None:
+    with locking.WriteLock("db"):
+        _append(item)
+
+
+def test_a_holder_whose_private_folder_was_removed_cannot_write(storage):
+    DDB.at("db").create({"a": 1})
+    session, data = DDB.at("db").session()
+    try:
+        data["a"] = 2
+        shutil.rmtree(folder_of("db"))  # someone cleaned up .ddb while we held the lock
+        with pytest.raises(errors.LockError):
+            session.write()
+    finally:
+        session.close()
+    assert DDB.at("db").read() == {"a": 1}
