@@ -487,7 +487,7 @@ def replace_data(
 
 
 def _commit_through_spare(
-    files: utils.DbFiles, target: str, length: int, fill: Callable[[int], object]
+    files: utils.DbFiles, target: str, length: int, fill: Callable[[int], None]
 ) -> Tuple[FileIdentity, bool]:
     """Write a new version of ``target``, ``length`` bytes written by ``fill(fd)`` from the
     start of the file, and switch to it atomically.
@@ -636,8 +636,7 @@ def delete_data(files: utils.DbFiles, fence: _FlockFence = _no_fence) -> bool:
             except FileNotFoundError:
                 pass
         # The spare and the idle journal hold copies of old data: they go too.
-        spare = files.spare
-        for path in (files.index, files.journal, files.journal + ".idle", spare):
+        for path in (files.index, files.journal, files.journal + ".idle", files.spare):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     if removed and config.use_fsync:
@@ -674,11 +673,11 @@ def splice_data(
     """
     size = data_file.identity.size
     suffix_length = size - value_end
-    same_length = len(new_bytes) == value_end - value_start and size >= JOURNAL_MIN_BYTES
+    new_size = value_start + len(new_bytes) + suffix_length
+    same_length = new_size == size and size >= JOURNAL_MIN_BYTES
     if same_length or (size >= IN_PLACE_MIN_BYTES and value_start > suffix_length):
         # Same length: only the value's bytes change. Otherwise the suffix moves too.
         suffix_start = size if same_length else value_end
-        new_size = size + len(new_bytes) - (value_end - value_start)
         with fence(), _exclusive(data_file.files, data_file.path, data_file.identity.inode, timeout) as fd:
             # Readers are out. Only from here on does a journal exist: a write that failed
             # earlier (timeout, bad data) leaves nothing behind that recovery could apply.
@@ -694,18 +693,14 @@ def splice_data(
                 os.close(journal_fd)
             _retire_journal(data_file.files)
         return identity
-    size = data_file.identity.size
 
-    def fill(fd: int) -> int:
+    def fill(fd: int) -> None:
         _copy_range(data_file.fd, fd, 0, value_start)
         _write_all(fd, new_bytes)
-        _copy_range(data_file.fd, fd, value_end, size - value_end)
-        return value_start + len(new_bytes) + size - value_end
+        _copy_range(data_file.fd, fd, value_end, suffix_length)
 
     with fence():
-        identity, _ = _commit_through_spare(
-            data_file.files, data_file.path, value_start + len(new_bytes) + size - value_end, fill
-        )
+        identity, _ = _commit_through_spare(data_file.files, data_file.path, new_size, fill)
     if config.use_fsync:
         _fsync_dir(os.path.dirname(data_file.path))
     return identity
@@ -1025,14 +1020,13 @@ def _write_new_file(folder: str, data: bytes) -> Tuple[str, FileIdentity]:
     return temp, identity
 
 
-def _write_all(fd: int, data: bytes) -> int:
-    """Write all of ``data`` at the current position; return its length."""
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` at the current position."""
     written = os.write(fd, data)  # one call writes it all, except for huge data or signals
     if written < len(data):
         view = memoryview(data)[written:]
         while view:
             view = view[os.write(fd, view) :]
-    return len(data)
 
 
 def _replace(source: str, target: str) -> None:
