@@ -658,6 +658,13 @@ def _drop_kernel_fd(folder: str, tid: int, fd: int) -> None:
     os.close(fd)
 
 
+def _put_back_kernel_fd(folder: str, tid: int, fd: int) -> None:
+    """Done with a descriptor that holds no lock: keep it if cached, else close it."""
+    if _kernel_fds.get((folder, tid)) != fd:
+        utils.untrack_lock_fd(fd)
+        os.close(fd)
+
+
 def _try_kernel(lock: AbstractLock) -> bool:
     """Take the kernel ``flock`` of ``lock`` without waiting; ``True`` on success.
 
@@ -671,8 +678,7 @@ def _try_kernel(lock: AbstractLock) -> bool:
             fcntl.flock(fd, operation)
         except BlockingIOError:
             if os.fstat(fd).st_nlink > 0:
-                if _kernel_fds.get((lock.folder, lock._tid)) != fd:  # noqa: SLF001 - same module
-                    _drop_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - not cached: close it
+                _put_back_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - same module
                 return False
             _drop_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - same module
             continue  # busy, but only the broken old file: try the new one
@@ -862,9 +868,7 @@ class AbstractLock:
         broken = self.visible and not _park_lock_file(self.folder, self._tid, self.has_lock.path)
         fd, self._kernel = self._kernel, -1
         fcntl.flock(fd, fcntl.LOCK_UN)
-        if _kernel_fds.get((self.folder, self._tid)) != fd:  # not cached: close it
-            utils.untrack_lock_fd(fd)
-            os.close(fd)
+        _put_back_kernel_fd(self.folder, self._tid, fd)
         if broken:
             utils.logger.warning(
                 "The %s lock of database %r had been broken by another process", self.mode, self.db_name
@@ -881,7 +885,7 @@ class AbstractLock:
             if self.visible:
                 os.utime(self.has_lock.path)
             self._last_refresh = time.monotonic()
-        except (FileNotFoundError, OSError):
+        except OSError:
             utils.logger.warning(
                 "The %s lock of database %r was broken (its lease had expired)", self.mode, self.db_name
             )
@@ -972,12 +976,11 @@ class _Waiter:
         self.need_created = False
         self.bell_fd = -1
         self.presence_fd = -1
-        #: lock file name -> (mtime_ns last seen, when that mtime was first seen, last sample)
-        self.leases: Dict[str, Tuple[int, float, float]] = {}
+        #: lease file (a lock file, or the kernel file) -> (its (inode, mtime_ns) last seen,
+        #: when that was first seen, when last sampled); see :meth:`_lease_age`
+        self.leases: Dict[str, Tuple[Tuple[int, int], float, float]] = {}
         #: lock file name -> when this waiter first saw it blocking
         self.first_seen: Dict[str, float] = {}
-        #: the kernel file's (inode, mtime_ns) last seen, when first seen, last sample
-        self.kernel_lease: Optional[Tuple[Tuple[int, int], float, float]] = None
         self.blockers: List[LockFileMeta] = []
         self.need_touched = 0.0
 
@@ -1047,23 +1050,12 @@ class _Waiter:
         """Break the kernel lock if its lease expired (under the gate); ``True`` if we then
         got it. Its holder is alive (the kernel frees locks of dead processes) but was not
         seen refreshing for ``REMOVE_ORPHAN_LOCK_TIMEOUT`` seconds: paused, or stopped."""
-        now = time.monotonic()
-        seen = self.kernel_lease
-        if seen is not None and now - seen[2] < _LEASE_SAMPLE:
-            return False
-        try:
-            stat = os.stat(_kernel_path(self.lock.folder))
-        except FileNotFoundError:
-            return _try_kernel(self.lock)
-        current = (stat.st_ino, stat.st_mtime_ns)
-        if seen is None or seen[0] != current:
-            self.kernel_lease = (current, now, now)
-            return False
-        self.kernel_lease = (current, seen[1], now)
-        if now - seen[1] < REMOVE_ORPHAN_LOCK_TIMEOUT:
+        kernel_path = _kernel_path(self.lock.folder)
+        age = self._lease_age(kernel_path, time.monotonic())
+        if age is None or age < REMOVE_ORPHAN_LOCK_TIMEOUT:
             return False
         _break_kernel_lock(self.lock.folder)
-        self.kernel_lease = None
+        del self.leases[kernel_path]
         utils.logger.warning(
             "Broke the lock of database %r: its lease was not refreshed for %s s",
             self.lock.db_name,
@@ -1121,20 +1113,28 @@ class _Waiter:
         return alive
 
     def _lease_expired(self, other: LockFileMeta, now: float) -> Optional[str]:
-        seen = self.leases.get(other.filename)
+        age = self._lease_age(other.path, now)
+        if age is not None and age >= REMOVE_ORPHAN_LOCK_TIMEOUT:
+            return f"its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s"
+        return None
+
+    def _lease_age(self, path: str, now: float) -> Optional[float]:
+        """For how long, on this waiter's monotonic clock, the file at ``path`` has kept its
+        inode and mtime (the lease its owner refreshes); ``None`` when not sampled now (at
+        most every ``_LEASE_SAMPLE`` seconds, to save system calls) or the file is gone."""
+        seen = self.leases.get(path)
         if seen is not None and now - seen[2] < _LEASE_SAMPLE:
             return None
         try:
-            mtime = os.stat(other.path).st_mtime_ns
+            stat = os.stat(path)
         except FileNotFoundError:
             return None
-        if seen is None or seen[0] != mtime:
-            self.leases[other.filename] = (mtime, now, now)
-            return None
-        self.leases[other.filename] = (mtime, seen[1], now)
-        if now - seen[1] >= REMOVE_ORPHAN_LOCK_TIMEOUT:
-            return f"its lease was not refreshed for {REMOVE_ORPHAN_LOCK_TIMEOUT} s"
-        return None
+        current = (stat.st_ino, stat.st_mtime_ns)
+        if seen is None or seen[0] != current:
+            self.leases[path] = (current, now, now)
+            return 0.0
+        self.leases[path] = (current, seen[1], now)
+        return now - seen[1]
 
     def _touch_need(self) -> None:
         if not self.need_created:
