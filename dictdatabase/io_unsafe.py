@@ -160,20 +160,17 @@ def load_listed(files: utils.DbFiles, listed: Tuple[bool, bool], *, shared: bool
     listing already tells that only one form exists)."""
     if listed[0] != listed[1]:
         path = files.json if listed[0] else files.ddb
-        cache = shared and READ_CACHE_BYTES > 0
         try:
-            whole = _cache.entries.get((files.json, None)) if cache else None
-            if whole is not None and whole[0] == io_bytes.stat_key(os.stat(path)):
-                return deserialize(whole[1], path)
-            raw, key = io_bytes.read_small_with_key(path, shared=shared, want_key=cache)
+            if shared:
+                hit = _cached(files, None, only_form=path)
+                if hit is not _NO_HIT:
+                    return hit
+            want_key = shared and READ_CACHE_BYTES > 0
+            raw, key = io_bytes.read_small_with_key(path, shared=shared, want_key=want_key)
         except FileNotFoundError:
             raw = None  # changed since the listing: take the general path
         if raw is not None:
-            json_bytes = io_bytes.decompress(raw, path) if path == files.ddb else raw
-            data = deserialize(json_bytes, path)
-            if key is not None:
-                _cache.put(files, None, key, json_bytes)
-            return data
+            return _parse_small(files, io_bytes.SmallRead("read", raw, path, key))
     return load(files, shared=shared, listed=listed)
 
 
@@ -188,9 +185,9 @@ class _ReadCache:
 
     What it guarantees: an entry is served only while ``os.stat`` of the data file shows the
     very inode, size, mtime and ctime seen, under the shared lock, when the bytes were read
-    (:data:`io_bytes.StatKey`). Writers of this library give every change a new inode or a
-    strictly newer mtime, so a cache never serves bytes that another thread or process has
-    replaced. Other programs cannot set the ctime, so their edits show too.
+    (:data:`io_bytes.StatKey`). Writers of this library give every new version a new mtime
+    (the current time in nanoseconds), so a cache does not serve bytes that another thread or
+    process has replaced. Other programs cannot set the ctime, so their edits show too.
 
     What it does not guarantee: on kernels with coarse file timestamps (Linux before 6.13,
     some other file systems) an outside edit that keeps inode and size, made within one clock
@@ -236,18 +233,19 @@ if hasattr(os, "register_at_fork"):
 _NO_HIT = object()
 
 
-def _cached(files: utils.DbFiles, key: Optional[str]) -> Any:
+def _cached(files: utils.DbFiles, key: Optional[str], *, only_form: Optional[str] = None) -> Any:
     """The whole file (``key`` ``None``) or ``key``'s value (``MISSING`` if the file has no
     such key) from cached bytes, or ``_NO_HIT``. A hit costs two ``stat``-like calls and the
-    parse; a miss with nothing cached for the file costs no system call. (This is the hot
-    path of every warm read, hence written out flat.)"""
+    parse (one, when a folder listing showed that ``only_form`` is the file's only form); a
+    miss with nothing cached for the file costs no system call. Raises ``FileNotFoundError``
+    when ``only_form`` is gone. (This is the hot path of every warm read, hence flat.)"""
     entries = _cache.entries
     path = files.json
     value = entries.get((path, key)) if key is not None else None
     whole = entries.get((path, None))
     if whole is None and value is None:
         return _NO_HIT
-    current = io_bytes.current_stat_key(files)
+    current = io_bytes.current_stat_key(files) if only_form is None else io_bytes.stat_key(os.stat(only_form))
     if value is not None and value[0] == current:
         try:
             return orjson.loads(value[1])
@@ -290,8 +288,23 @@ def _small_file(files: utils.DbFiles, shared: bool) -> Optional[io_bytes.SmallRe
     return found
 
 
+def _note_size(data_file: DataFile) -> None:
+    """A file last seen large may have shrunk: then small-file reads apply to it again."""
+    if data_file.identity.size < SMALL_FILE_BYTES:
+        _seen_large.discard(data_file.files.private)
+
+
 def _json_bytes(files: utils.DbFiles, found: io_bytes.SmallRead) -> bytes:
     return io_bytes.decompress(found.raw, found.path) if found.path == files.ddb else found.raw
+
+
+def _parse_small(files: utils.DbFiles, found: io_bytes.SmallRead) -> Any:
+    """The data of a small file read whole; cached when it was read under the shared lock."""
+    json_bytes = _json_bytes(files, found)
+    data = deserialize(json_bytes, found.path)
+    if found.key is not None and READ_CACHE_BYTES:
+        _cache.put(files, None, found.key, json_bytes)
+    return data
 
 
 def _load_small(files: utils.DbFiles, shared: bool) -> Any:
@@ -301,11 +314,7 @@ def _load_small(files: utils.DbFiles, shared: bool) -> Any:
         return None
     if found.status == "missing":
         return MISSING
-    json_bytes = _json_bytes(files, found)
-    data = deserialize(json_bytes, found.path)
-    if found.key is not None and READ_CACHE_BYTES:
-        _cache.put(files, None, found.key, json_bytes)
-    return _Parsed(data)
+    return _Parsed(_parse_small(files, found))
 
 
 class _Parsed(NamedTuple):
@@ -326,8 +335,7 @@ def load(files: utils.DbFiles, *, shared: bool = True, listed: Optional[Tuple[bo
     if data_file is None:
         return MISSING
     with data_file:
-        if data_file.identity.size < SMALL_FILE_BYTES:
-            _seen_large.discard(files.private)  # it shrank: small-file reads again
+        _note_size(data_file)
         return _decode_file(data_file)
 
 
@@ -361,8 +369,8 @@ def lookup(files: utils.DbFiles, key: str, *, shared: bool = True) -> Any:
 
 
 def _lookup_in(data_file: DataFile, key: str, *, shared: bool = False) -> Any:
+    _note_size(data_file)
     if data_file.identity.size < SMALL_FILE_BYTES:
-        _seen_large.discard(data_file.files.private)  # it shrank: small-file reads again
         data = _decode_file(data_file)
         return data.get(key, MISSING) if isinstance(data, dict) else MISSING
     source = data_file.read_all() if data_file.compressed else None
@@ -608,8 +616,7 @@ def snapshot(files: utils.DbFiles, *, shared: bool = False) -> Optional[Snapshot
     if data_file is None:
         return None
     with data_file:
-        if data_file.identity.size < SMALL_FILE_BYTES:
-            _seen_large.discard(files.private)  # it shrank: small-file reads again
+        _note_size(data_file)
         raw = data_file.read_raw()
         json_bytes = io_bytes.decompress(raw, data_file.path) if data_file.compressed else raw
         return Snapshot(raw, json_bytes, deserialize(json_bytes, data_file.path), data_file.compressed)
