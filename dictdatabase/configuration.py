@@ -29,7 +29,15 @@ class Confuguration:
       writes survive power loss; default ``False`` (writes already survive process crashes).
     """
 
-    __slots__ = ("_indent", "_storage_directory", "_use_compression", "_use_fsync", "_use_orjson")
+    __slots__ = ("indent", "storage_directory", "use_compression", "use_fsync", "use_orjson")
+
+    # Every operation reads several settings, so they are plain attributes (a read costs
+    # no function call); assignments are checked in ``__setattr__``.
+    storage_directory: str
+    indent: IndentSetting
+    use_compression: bool
+    use_orjson: bool
+    use_fsync: bool
 
     def __init__(self) -> None:
         self.storage_directory = "ddb_storage"
@@ -38,61 +46,12 @@ class Confuguration:
         self.use_orjson = True
         self.use_fsync = False
 
-    @property
-    def storage_directory(self) -> str:
-        return self._storage_directory
-
-    @storage_directory.setter
-    def storage_directory(self, value: str) -> None:
-        import os  # noqa: PLC0415 - keeps the module import-light; runs rarely
-
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if not isinstance(value, str) or not value:
-            msg = f"config.storage_directory must be a non-empty path string, got {value!r}"
-            raise TypeError(msg)
-        self._storage_directory = value
-
-    @property
-    def indent(self) -> IndentSetting:
-        return self._indent
-
-    @indent.setter
-    def indent(self, value: IndentSetting) -> None:
-        if isinstance(value, bool) or not (value is None or isinstance(value, (int, str))):
-            msg = f"config.indent must be None, an int >= 0 or a string of spaces/tabs, got {value!r}"
-            raise TypeError(msg)
-        if isinstance(value, int) and value < 0:
-            msg = f"config.indent must not be negative, got {value!r}"
-            raise ValueError(msg)
-        if isinstance(value, str) and value.strip(" \t"):
-            msg = f"config.indent as a string may only hold spaces and tabs, got {value!r}"
-            raise ValueError(msg)
-        self._indent = value
-
-    @property
-    def use_compression(self) -> bool:
-        return self._use_compression
-
-    @use_compression.setter
-    def use_compression(self, value: bool) -> None:
-        self._use_compression = _require_bool("use_compression", value)
-
-    @property
-    def use_orjson(self) -> bool:
-        return self._use_orjson
-
-    @use_orjson.setter
-    def use_orjson(self, value: bool) -> None:
-        self._use_orjson = _require_bool("use_orjson", value)
-
-    @property
-    def use_fsync(self) -> bool:
-        return self._use_fsync
-
-    @use_fsync.setter
-    def use_fsync(self, value: bool) -> None:
-        self._use_fsync = _require_bool("use_fsync", value)
+    def __setattr__(self, name: str, value: object) -> None:
+        check = _CHECKS.get(name)
+        if check is None:
+            msg = f"config has no setting {name!r}; the settings are {', '.join(sorted(_CHECKS))}"
+            raise AttributeError(msg)
+        object.__setattr__(self, name, check(name, value))
 
     def __repr__(self) -> str:
         return (
@@ -102,11 +61,43 @@ class Confuguration:
         )
 
 
+def _storage_directory(name: str, value: object) -> str:
+    import os  # noqa: PLC0415 - keeps the module import-light; runs rarely
+
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        msg = f"config.{name} must be a non-empty path string, got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def _indent(name: str, value: object) -> IndentSetting:
+    if isinstance(value, bool) or not (value is None or isinstance(value, (int, str))):
+        msg = f"config.{name} must be None, an int >= 0 or a string of spaces/tabs, got {value!r}"
+        raise TypeError(msg)
+    if isinstance(value, int) and value < 0:
+        msg = f"config.{name} must not be negative, got {value!r}"
+        raise ValueError(msg)
+    if isinstance(value, str) and value.strip(" \t"):
+        msg = f"config.{name} as a string may only hold spaces and tabs, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
 def _require_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         msg = f"config.{name} must be True or False, got {value!r}"
         raise TypeError(msg)
     return value
 
+
+_CHECKS = {
+    "storage_directory": _storage_directory,
+    "indent": _indent,
+    "use_compression": _require_bool,
+    "use_orjson": _require_bool,
+    "use_fsync": _require_bool,
+}
 
 config = Confuguration()

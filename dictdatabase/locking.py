@@ -53,6 +53,8 @@ import fcntl
 import os
 import random
 import select
+import struct
+import sys
 import threading
 import time
 from typing import ContextManager, Dict, Iterator, List, Optional, Tuple
@@ -435,29 +437,54 @@ def _wait_for_wake(fd: int, timeout: float) -> None:
 
 _presence_probes: Dict[str, int] = {}
 
+# Waiters show their presence with a shared lock on the folder's ``waiting`` file, and a
+# releaser tests for one. Where the kernel has open-file-description record locks (64-bit
+# Linux), that test is one ``fcntl(F_OFD_GETLK)``; with ``flock`` it takes a lock and an
+# unlock. The two kinds of lock do not see each other, so every process picks the same one.
+_USE_RECORD_LOCKS = sys.platform.startswith("linux") and sys.maxsize > 2**32
+_F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+
+
+def _record(lock_type: int) -> bytes:
+    """A ``struct flock`` (64-bit Linux layout) covering the whole file; pid 0, as OFD locks need."""
+    return struct.pack("hhqqi4x", lock_type, os.SEEK_SET, 0, 0, 0)
+
+
+_READ_RECORD = _record(fcntl.F_RDLCK)
+_WRITE_RECORD = _record(fcntl.F_WRLCK)
+_UNLOCKED_TYPE = struct.pack("h", fcntl.F_UNLCK)
+
 
 def _presence_path(folder: str) -> str:
     return os.path.join(folder, "waiting")
 
 
 def _announce_waiting(folder: str) -> int:
-    """Hold a shared ``flock`` on the folder's ``waiting`` file while this thread waits.
+    """Hold a shared lock on the folder's ``waiting`` file while this thread waits.
 
-    Releasers test it with one non-blocking exclusive ``flock`` and skip listing the folder
-    when nobody waits. Returns the descriptor to close when done (-1 if it did not work, in
-    which case the waiter still polls).
+    Releasers test it (:func:`_anyone_waiting`) and skip listing the folder when nobody
+    waits. Returns the descriptor to close when done (-1 if it did not work, in which case
+    the waiter still polls).
     """
     try:
         fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     except OSError:
         return -1
     utils.track_lock_fd(fd)
-    for _ in range(3):
+    if _USE_RECORD_LOCKS:
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.fcntl(fd, _F_OFD_SETLK, _READ_RECORD)  # nobody takes it exclusively: no wait
             return fd
-        except BlockingIOError:
-            time.sleep(0.0001)  # a releaser is probing right now
+        except OSError:
+            pass
+    else:
+        for _ in range(3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                time.sleep(0.0001)  # a releaser is probing right now
     utils.untrack_lock_fd(fd)
     os.close(fd)
     return -1
@@ -479,6 +506,9 @@ def _anyone_waiting(folder: str) -> bool:
             _presence_probes[folder] = fd
             cached = True
     try:
+        if _USE_RECORD_LOCKS:
+            # The kernel reports the first lock that would conflict with a write lock.
+            return fcntl.fcntl(fd, _F_OFD_GETLK, _WRITE_RECORD)[:2] != _UNLOCKED_TYPE
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -538,15 +568,15 @@ def _sweep_dead_leftovers(folder: str) -> None:
 
 
 _registry_lock = threading.Lock()
-#: (private folder, thread id) -> the lock that thread holds on that database
+#: (private folder, thread id) -> the lock that thread holds on that database. A thread
+#: only ever adds and removes its own keys, and each of those is one dict operation (atomic
+#: in CPython), so they take no lock; ``_registry_lock`` guards copying the values.
 _held: Dict[Tuple[str, int], AbstractLock] = {}
 
 
 def held_lock(db_name: str) -> Optional[AbstractLock]:
     """The lock the current thread holds on ``db_name``, if any."""
-    folder = utils.private_dir(db_name)
-    with _registry_lock:
-        return _held.get((folder, threading.get_ident()))
+    return _held.get((utils.private_dir(db_name), threading.get_ident()))
 
 
 class _LeaseKeeper:
@@ -809,8 +839,7 @@ class AbstractLock:
     def _lock(self) -> None:
         """Take the lock, waiting at most ``AQUIRE_LOCK_TIMEOUT`` seconds."""
         key = (self.folder, threading.get_ident())
-        with _registry_lock:
-            current = _held.get(key)
+        current = _held.get(key)
         if current is not None:
             raise LockError(_nested_message(self, current))
         self._new_request()
@@ -824,8 +853,7 @@ class AbstractLock:
                 waiting.close()
         self.held = True
         self._last_refresh = time.monotonic()
-        with _registry_lock:
-            _held[key] = self
+        _held[key] = self
         _keeper.add()
 
     def clear_leftovers(self) -> None:
@@ -862,9 +890,8 @@ class AbstractLock:
         if not self.held:
             return
         self.held = False
-        with _registry_lock:
-            if _held.get((self.folder, self._tid)) is self:
-                del _held[(self.folder, self._tid)]
+        if _held.get((self.folder, self._tid)) is self:
+            del _held[(self.folder, self._tid)]
         broken = self.visible and not _park_lock_file(self.folder, self._tid, self.has_lock.path)
         fd, self._kernel = self._kernel, -1
         fcntl.flock(fd, fcntl.LOCK_UN)
