@@ -216,7 +216,7 @@ def current_state(files: utils.DbFiles, identity: FileIdentity) -> Optional[Inde
     if state is not None and state.identity == identity:
         return state
     try:
-        fd = os.open(files.index, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(files.index, os.O_RDONLY | utils.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -266,7 +266,7 @@ def record_change(
         + b"\n"
     )
     try:
-        fd = os.open(files.index, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(files.index, os.O_WRONLY | os.O_APPEND | utils.O_CLOEXEC)
     except FileNotFoundError:
         store(files, new_state)
         return

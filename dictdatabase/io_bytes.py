@@ -272,7 +272,7 @@ def _pread_exact(fd: int, offset: int, length: int) -> bytes:
 
 def _open_if_exists(path: str) -> int:
     try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return os.open(path, os.O_RDONLY | utils.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return -1
 
@@ -353,7 +353,7 @@ def read_small_with_key(
 ) -> Tuple[Optional[bytes], Optional[StatKey]]:
     """Like :func:`read_small`, plus the stat key of the bytes read (see
     :func:`_read_small_and_close`)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | utils.O_CLOEXEC)
     return _read_small_and_close(fd, shared, timeout, repr(path), want_key=want_key)
 
 
@@ -400,17 +400,17 @@ def read_small_database(files: utils.DbFiles, *, shared: bool = True) -> SmallRe
     """The stored bytes of a small database file, in few system calls."""
     path = files.json
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | utils.O_CLOEXEC)
         if os.access(files.ddb, os.F_OK):  # cheaper than a failing open or os.path.exists
             os.close(fd)
             return _GENERAL
     except FileNotFoundError:
         path = files.ddb
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(path, os.O_RDONLY | utils.O_CLOEXEC)
         except FileNotFoundError:
             return _MISSING
-    raw, key = _read_small_and_close(fd, shared, 60.0, repr(files.name))
+    raw, key = _read_small_and_close(fd, shared, 60.0, repr(files.name) if shared else "")
     if raw is None:
         return _GENERAL
     return SmallRead("read", raw, path, key)
@@ -781,7 +781,7 @@ def _exclusive(files: utils.DbFiles, path: str, inode: int, timeout: float) -> I
     New readers are held off first through the database's turnstile (see
     :func:`_shared_through_turnstile`), so a stream of readers cannot starve the writer.
     """
-    fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDWR | utils.O_CLOEXEC)
     utils.track_lock_fd(fd)
     try:
         turnstile = _open_turnstile(files)
@@ -836,7 +836,7 @@ def _open_turnstile(files: utils.DbFiles) -> int:
     try:
         return os.open(
             os.path.join(files.private, "turnstile"),
-            os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+            os.O_RDWR | os.O_CREAT | utils.O_CLOEXEC,
             0o644,
         )
     except OSError:
@@ -943,7 +943,7 @@ def _journal_blocks_readers(files: utils.DbFiles) -> bool:
     if not os.access(files.journal, os.F_OK):  # the usual case, without raising an exception
         return False
     try:
-        fd = os.open(files.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(files.journal, os.O_RDONLY | utils.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -961,7 +961,7 @@ def recover_journal(files: utils.DbFiles, timeout: float = 60.0) -> bool:
     Returns ``True`` when a journal was applied.
     """
     try:
-        fd = os.open(files.journal, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(files.journal, os.O_RDONLY | utils.O_CLOEXEC)
     except FileNotFoundError:
         return False
     applied = False
@@ -995,7 +995,7 @@ def _create_exclusive(path: str) -> int:
 
 
 def _open_creating_folder(path: str, flags: int) -> int:
-    flags |= getattr(os, "O_CLOEXEC", 0)
+    flags |= utils.O_CLOEXEC
     try:
         return os.open(path, flags, 0o644)
     except FileNotFoundError:

@@ -494,9 +494,9 @@ class PartialFileHandle(NamedTuple):
 def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
     """Read ``key`` for a key session. Raises ``FileNotFoundError`` or ``KeyError``."""
     files = utils.db_files(db_name)
-    small = _load_small(files, shared=False)
-    if small is not None and small is not MISSING:
-        full = small.data
+    found = _small_file(files, shared=False)
+    if found is not None and found.status == "read":
+        full = deserialize(_json_bytes(files, found), found.path)
         value = full.get(key, MISSING) if isinstance(full, dict) else MISSING
         if value is MISSING:
             msg = f"Key {key!r} does not exist in database {files.name!r}"

@@ -274,7 +274,7 @@ _MAX_CACHED_GATES = 64
 
 
 def _open_folder(folder: str) -> int:
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | utils.O_CLOEXEC
     try:
         return os.open(folder, flags)
     except FileNotFoundError:
@@ -389,7 +389,7 @@ def _claim_lock_file(folder: str, tid: int, path: str) -> None:
             return
         except FileNotFoundError:
             pass  # swept as the leftover of a dead process? Create a new one.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | utils.O_CLOEXEC, 0o644)
     os.close(fd)
 
 
@@ -413,7 +413,7 @@ def _open_wake_channel(folder: str, tid: int) -> int:
     path = _wake_channel(folder, os.getpid(), tid)
     for _ in range(2):
         try:
-            return os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            return os.open(path, os.O_RDWR | os.O_NONBLOCK | utils.O_CLOEXEC)
         except FileNotFoundError:
             os.makedirs(folder, exist_ok=True)
             with contextlib.suppress(FileExistsError):
@@ -468,7 +468,7 @@ def _announce_waiting(folder: str) -> int:
     the waiter still polls).
     """
     try:
-        fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | utils.O_CLOEXEC, 0o644)
     except OSError:
         return -1
     utils.track_lock_fd(fd)
@@ -496,7 +496,7 @@ def _anyone_waiting(folder: str) -> bool:
     cached = fd is not None
     if fd is None:
         try:
-            fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | utils.O_CLOEXEC, 0o644)
         except FileNotFoundError:
             return False  # no private folder yet: nobody can be waiting
         except OSError:
@@ -659,7 +659,7 @@ def _kernel_path(folder: str) -> str:
 
 def _open_kernel_file(folder: str) -> int:
     path = _kernel_path(folder)
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDWR | os.O_CREAT | utils.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o644)
     except FileNotFoundError:
@@ -733,7 +733,7 @@ def _break_kernel_lock(folder: str) -> None:
     holder left behind is looked for by the next writer.
     """
     fresh = os.path.join(folder, f"kernel.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | utils.O_CLOEXEC, 0o644)
     try:
         os.ftruncate(fd, 1)
     finally:

@@ -104,14 +104,18 @@ class SessionBase:
         """The fence to commit under: the session's own lock, an explicit lock the thread
         holds, or (optimistic sessions) a write lock taken just for the commit."""
         if not self.optimistic:
-            # The session's own lock (even if write() runs in another thread than the
-            # one that entered), or the explicit WriteLock the session joined.
-            held = self._locks.get(db_name) or locking.held_lock(db_name)
-            if held is None:
-                msg = f"The session on {db_name!r} lost its lock; nothing was written"
-                raise errors.PermissionError(msg)
-            return contextlib.nullcontext(held.commit_guard)
+            return contextlib.nullcontext(self._own_fence(db_name))
         return self._commit_lock_optimistic(db_name)
+
+    def _own_fence(self, db_name: str) -> Callable[[], ContextManager[None]]:
+        """The commit guard of the lock a pessimistic session holds on ``db_name``: its own
+        lock (even if write() runs in another thread than the one that entered), or the
+        explicit WriteLock the session joined."""
+        held = self._locks.get(db_name) or locking.held_lock(db_name)
+        if held is None:
+            msg = f"The session on {db_name!r} lost its lock; nothing was written"
+            raise errors.PermissionError(msg)
+        return held.commit_guard
 
     @staticmethod
     @contextlib.contextmanager
@@ -232,10 +236,10 @@ class SessionFileKey(SessionBase):
     def _write(self) -> None:
         value = _plain(self.data)
         if self._handle is not None:
-            with self._commit_lock(self.db_name) as fence:
-                old = self._handle
-                handle = io_unsafe.PartialFileHandle(old.db_name, old.key, value, old.full)
-                io_unsafe.partial_write(handle, fence=fence, timeout=locking.AQUIRE_LOCK_TIMEOUT)
+            old = self._handle
+            handle = io_unsafe.PartialFileHandle(old.db_name, old.key, value, old.full)
+            fence = self._own_fence(self.db_name)
+            io_unsafe.partial_write(handle, fence=fence, timeout=locking.AQUIRE_LOCK_TIMEOUT)
             return
         io_unsafe.serialize_value(value, io_unsafe.current_format())  # fail before any lock or I/O
         files = utils.db_files(self.db_name)

@@ -43,6 +43,10 @@ __all__ = [
 
 #: The library logs here and never prints.
 logger = logging.getLogger("dictdatabase")
+
+#: ``os.O_CLOEXEC`` where it exists: descriptors the library opens are not inherited by
+#: programs that a process starts.
+O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
 logger.addHandler(logging.NullHandler())
 
 PRIVATE_FOLDER = ".ddb"
@@ -250,7 +254,7 @@ def mark_leftovers(folder: str) -> None:
         os.truncate(marker, 1)
     except FileNotFoundError:
         with contextlib.suppress(FileNotFoundError):  # no folder yet: no leftovers either
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644))
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | O_CLOEXEC, 0o644))
             os.truncate(marker, 1)
 
 
