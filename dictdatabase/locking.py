@@ -313,17 +313,23 @@ def _gate_acquire(
     ``flock`` only excludes other open file descriptions, so the threads of this process,
     which share one cached descriptor, also take a thread lock.
     """
-    fd, thread_lock = _gate_handle(folder, verify=verify)
+    handle = None if verify else _gates.get(folder)
+    if handle is None:
+        handle = _gate_handle(folder, verify=verify)
+    fd, thread_lock = handle
     if not thread_lock.acquire(False) and not thread_lock.acquire(
         timeout=max(0.0, deadline - time.monotonic())
     ):
         raise LockError(_gate_timeout_message(db_name))
     try:
-        _flock_until(fd, deadline, db_name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # usually free: it is held briefly
+        except BlockingIOError:
+            _flock_until(fd, deadline, db_name)
     except BaseException:
         _gate_release(folder, fd, thread_lock, locked=False)
         raise
-    return fd, thread_lock
+    return handle
 
 
 def _gate_release(folder: str, fd: int, thread_lock: threading.Lock, *, locked: bool = True) -> None:
