@@ -434,9 +434,13 @@ def _key_encodings(key: str) -> Tuple[bytes, ...]:
     """How json and orjson write ``key`` (cached: the same keys are read again and again)."""
     found = _encoded_keys.get(key)
     if found is None:
-        with_orjson = orjson.dumps(key)
-        with_json = json.dumps(key).encode("ascii")
-        found = (with_orjson,) if with_orjson == with_json else (with_orjson, with_json)
+        if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+            # Printable ASCII without quote or backslash: both encoders only add the quotes.
+            found = (b'"' + key.encode("ascii") + b'"',)
+        else:
+            with_orjson = orjson.dumps(key)
+            with_json = json.dumps(key).encode("ascii")
+            found = (with_orjson,) if with_orjson == with_json else (with_orjson, with_json)
         if len(_encoded_keys) >= 65536:
             _encoded_keys.clear()
         _encoded_keys[key] = found

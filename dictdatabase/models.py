@@ -216,11 +216,13 @@ def at(*path: PathPart, key: Optional[str] = None, where: Optional[Where] = None
     exclude each other, and ``key`` cannot be used with a ``*`` pattern (``TypeError``).
     Names that escape the storage directory raise ``errors.InvalidNameError`` (a ``ValueError``).
     """
-    name = utils.normalize_name(_join(path))
+    # One plain string is by far the most common call: it needs no joining.
+    name = utils.normalize_name(path[0] if len(path) == 1 and type(path[0]) is str else _join(path))
+    chooser = DDBMethodChooser(name, key, where)
     if key is not None and where is not None:
         msg = f"at({name!r}) takes key= or where=, not both"
         raise TypeError(msg)
-    if key is not None and utils.has_glob(name):
+    if key is not None and chooser._is_folder:  # noqa: SLF001 - same module
         msg = f"at({name!r}) selects several files; key= needs a single file"
         raise TypeError(msg)
     if key is not None and not isinstance(key, str):
@@ -229,4 +231,4 @@ def at(*path: PathPart, key: Optional[str] = None, where: Optional[Where] = None
     if where is not None and not callable(where):
         msg = f"where must be a callable taking (key, value), got {where!r}"
         raise TypeError(msg)
-    return DDBMethodChooser(name, key, where)
+    return chooser

@@ -4,6 +4,7 @@ hostile keys and values, small files and files above the index threshold."""
 from __future__ import annotations
 
 import copy
+import json
 
 import orjson
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import dictdatabase as DDB
+from dictdatabase import io_unsafe
 
 NAME = "prop"
 PAD_KEY = "m\u00e9_pad"
@@ -231,3 +233,19 @@ def test_key_session_leaves_canonical_file_large(use_compression, use_orjson, do
     if PAD_KEY in doc:
         return
     check_key_session(add_padding(doc), data)
+
+
+@given(st.text(max_size=12))
+@settings(SETTINGS, max_examples=300)
+@example("plain_key")
+@example("a/b c~")
+@example('q"uote')
+@example("back\\slash")
+@example("\x7f")
+@example("\u00e9")
+def test_key_encodings_are_what_both_encoders_write(key: str) -> None:
+    """The index checks the key bytes before a value against how json and orjson write the
+    key; the shortcut for plain ASCII keys must give exactly those encodings."""
+    io_unsafe._encoded_keys.clear()  # compute afresh, not from the cache
+    expected = {orjson.dumps(key), json.dumps(key).encode("ascii")}
+    assert set(io_unsafe._key_encodings(key)) == expected
