@@ -48,6 +48,7 @@ lock. They are per process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -360,16 +361,30 @@ def _gate_timeout_message(db_name: str) -> str:
     )
 
 
+#: How long a gate request yields the processor before it starts to sleep (seconds).
+_GATE_YIELD_SECONDS = 0.0002
+
+
 def _flock_until(fd: int, deadline: float, db_name: str) -> None:
-    # The gate is held for a few system calls (or one commit), so retry often.
+    """Take the gate's ``flock``, which others hold for a few system calls (or one commit).
+
+    The shortest sleep the kernel offers is longer than most such holds, so the request
+    first gives the processor away (``sched_yield``; the holder or another process runs)
+    for up to ``_GATE_YIELD_SECONDS``, and only then sleeps with capped backoff.
+    """
+    yield_until = time.monotonic() + _GATE_YIELD_SECONDS
     delay = 0.00005
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise LockError(_gate_timeout_message(db_name)) from None
+            if now < yield_until and hasattr(os, "sched_yield"):
+                os.sched_yield()
+                continue
             time.sleep(delay)
             delay = min(delay * 2, 0.0005)
 
@@ -414,9 +429,14 @@ def _wake_channel(folder: str, pid: int, tid: int) -> str:
     return os.path.join(folder, f"wake.{pid}.{tid}")
 
 
+#: Wake-up FIFOs this process has opened (they stay for reuse until the process exits).
+_wake_channels: set = set()
+
+
 def _open_wake_channel(folder: str, tid: int) -> int:
     """Open this thread's wake-up FIFO for waiting (read and write, so it never reports EOF)."""
     path = _wake_channel(folder, os.getpid(), tid)
+    _wake_channels.add(path)
     for _ in range(2):
         try:
             return os.open(path, os.O_RDWR | os.O_NONBLOCK | utils.O_CLOEXEC)
@@ -550,6 +570,41 @@ def _wake_next(folder: str, db_name: str) -> None:
             break
 
 
+def _remove_own_leftovers() -> None:
+    """At exit: remove this process's parked lock files and wake channels (best effort).
+
+    They are kept while the process runs, for reuse; a process that is killed leaves them,
+    and waiters sweep those now and then (:func:`_sweep_dead_leftovers_now_and_then`).
+    """
+    for path in list(_parked.values()) + list(_wake_channels):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    _parked.clear()
+    _wake_channels.clear()
+
+
+atexit.register(_remove_own_leftovers)
+
+#: private folder -> when this process last swept it for leftovers of dead processes
+_last_sweeps: Dict[str, float] = {}
+#: Seconds between two sweeps of one folder by one process.
+_SWEEP_INTERVAL = 10.0
+
+
+def _sweep_dead_leftovers_now_and_then(folder: str) -> None:
+    """Sweep the folder (:func:`_sweep_dead_leftovers`) if this process has not done so in
+    the last ``_SWEEP_INTERVAL`` seconds. Waiters call it: they list the folder on every try,
+    and leftovers of killed processes would make every listing longer."""
+    now = time.monotonic()
+    last = _last_sweeps.get(folder)
+    if last is not None and now - last < _SWEEP_INTERVAL:
+        return
+    if len(_last_sweeps) >= 4096:
+        _last_sweeps.clear()
+    _last_sweeps[folder] = now
+    _sweep_dead_leftovers(folder)
+
+
 def _sweep_dead_leftovers(folder: str) -> None:
     """Remove parked lock files and wake channels of processes that are gone."""
     try:
@@ -640,7 +695,9 @@ def _forget_parent_locks() -> None:
     _gates_lock = threading.Lock()
     _held.clear()
     _gates.clear()
-    _parked.clear()
+    _parked.clear()  # the parent's: the parent removes them
+    _wake_channels.clear()
+    _last_sweeps.clear()
     _kernel_fds.clear()
     _presence_probes.clear()
     _keeper = _LeaseKeeper()
@@ -1018,6 +1075,7 @@ class _Waiter:
         self.need_touched = 0.0
 
     def run(self) -> None:
+        _sweep_dead_leftovers_now_and_then(self.lock.folder)
         delay = SLEEP_TIMEOUT
         while True:
             if self._try_take():

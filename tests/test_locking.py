@@ -654,6 +654,49 @@ def test_lock_of_a_dead_process_is_removed_at_once(storage, dead_process, stage,
     assert not os.path.exists(temp)  # swept by the writer that removed the orphan
 
 
+_LEFTOVER_CHILD = """
+import sys, time
+import dictdatabase as DDB
+from dictdatabase import locking
+DDB.config.storage_directory = sys.argv[1]
+with locking.WriteLock("users"):  # a visible lock: it queues, so it opens a wake channel
+    pass
+print("done", flush=True)
+"""
+
+
+def test_a_process_that_exits_leaves_no_parked_file_or_wake_channel(storage):
+    """Lock files are parked and wake channels kept for reuse while a process runs; at exit
+    they go, so short-lived processes do not fill the lock folder."""
+    child = subprocess.run(
+        [sys.executable, "-c", _LEFTOVER_CHILD, DDB.config.storage_directory],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "done"
+    folder = folder_of("users")
+    assert os.path.isdir(folder)
+    left = [entry for entry in os.listdir(folder) if entry.startswith(("parked.", "wake."))]
+    assert left == []
+
+
+def test_leftovers_of_a_killed_process_are_swept_by_the_next_waiter(storage, dead_process):
+    pid, token = dead_process
+    folder = folder_of("users")
+    os.makedirs(folder, exist_ok=True)
+    leftovers = [os.path.join(folder, f"parked.{pid}.{token}.4242"), os.path.join(folder, f"wake.{pid}.4242")]
+    for path in leftovers:
+        with open(path, "wb"):
+            pass
+    locking._last_sweeps.clear()  # this process has not swept the folder yet
+    with locking.WriteLock("users"):  # a visible lock: it waits in the queue protocol
+        pass
+    assert [path for path in leftovers if os.path.exists(path)] == []
+
+
 def test_lock_of_a_reused_pid_is_removed_at_once(storage, live_process):
     """A live pid whose start token differs from the lock's belongs to another process."""
     locking.AQUIRE_LOCK_TIMEOUT = 10.0
