@@ -167,12 +167,13 @@ class SessionFileFull(SessionBase):
 
     def _commit_payload(self, payload: bytes) -> None:
         files = utils.db_files(self.db_name)
+        if not self.optimistic:
+            io_unsafe.write_payload(files, payload, fence=self._own_fence(self.db_name))
+            return
         with self._commit_lock(self.db_name) as fence:
-            if self.optimistic:
-                self._check_unchanged(files)
+            self._check_unchanged(files)
             io_unsafe.write_payload(files, payload, fence=fence)
-        if self.optimistic:
-            self._raw, _ = io_unsafe.raw_snapshot(files)
+        self._raw, _ = io_unsafe.raw_snapshot(files)
 
     def _check_unchanged(self, files: utils.DbFiles) -> None:
         raw, _ = io_unsafe.raw_snapshot(files)
