@@ -109,7 +109,7 @@ def has_glob(name: str) -> bool:
 
     Only ``*`` is a wildcard; ``?`` and ``[`` are ordinary characters of names.
     """
-    return "*" in name.rsplit("/", 1)[-1]
+    return "*" in name and "*" in name.rsplit("/", 1)[-1]
 
 
 def storage_root() -> str:
