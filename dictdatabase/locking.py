@@ -503,14 +503,15 @@ def _announce_waiting(folder: str) -> int:
             fcntl.fcntl(fd, _F_OFD_SETLK, _READ_RECORD)  # nobody takes it exclusively: no wait
             return fd
         except OSError:
-            pass
-    else:
-        for _ in range(3):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                time.sleep(0.0001)  # a releaser is probing right now
+            pass  # a file system without record locks: use flock, as releasers then do
+    for _ in range(3):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            time.sleep(0.0001)  # a releaser is probing right now
+        except OSError:
+            break
     utils.untrack_lock_fd(fd)
     os.close(fd)
     return -1
@@ -533,8 +534,11 @@ def _anyone_waiting(folder: str) -> bool:
             cached = True
     try:
         if _USE_RECORD_LOCKS:
-            # The kernel reports the first lock that would conflict with a write lock.
-            return fcntl.fcntl(fd, _F_OFD_GETLK, _WRITE_RECORD)[:2] != _UNLOCKED_TYPE
+            try:
+                # The kernel reports the first lock that would conflict with a write lock.
+                return fcntl.fcntl(fd, _F_OFD_GETLK, _WRITE_RECORD)[:2] != _UNLOCKED_TYPE
+            except OSError:
+                pass  # a file system without record locks: waiters use flock there
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

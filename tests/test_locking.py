@@ -26,7 +26,7 @@ import time
 import pytest
 
 import dictdatabase as DDB
-from dictdatabase import errors, locking
+from dictdatabase import errors, locking, utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ddb_workers as W
@@ -652,6 +652,26 @@ def test_lock_of_a_dead_process_is_removed_at_once(storage, dead_process, stage,
     finally:
         lock._unlock()
     assert not os.path.exists(temp)  # swept by the writer that removed the orphan
+
+
+@pytest.mark.parametrize("record_locks", [True, False], ids=["ofd-record-locks", "flock"])
+def test_a_waiter_shows_presence_to_releasers(storage, monkeypatch, record_locks):
+    """Releasers skip listing the folder unless a waiter shows presence on ``waiting``: with
+    open-file-description record locks on 64-bit Linux, else with flock."""
+    if record_locks and not locking._USE_RECORD_LOCKS:
+        pytest.skip("no OFD record locks on this platform")
+    monkeypatch.setattr(locking, "_USE_RECORD_LOCKS", record_locks)
+    folder = folder_of("users")
+    os.makedirs(folder, exist_ok=True)
+    assert not locking._anyone_waiting(folder)
+    announced = locking._announce_waiting(folder)
+    assert announced >= 0
+    try:
+        assert locking._anyone_waiting(folder)
+    finally:
+        utils.untrack_lock_fd(announced)
+        os.close(announced)
+    assert not locking._anyone_waiting(folder)
 
 
 _LEFTOVER_CHILD = """
