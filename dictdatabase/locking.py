@@ -466,7 +466,9 @@ _presence_probes: Dict[str, int] = {}
 # Waiters show their presence with a shared lock on the folder's ``waiting`` file, and a
 # releaser tests for one. Where the kernel has open-file-description record locks (64-bit
 # Linux), that test is one ``fcntl(F_OFD_GETLK)``; with ``flock`` it takes a lock and an
-# unlock. The two kinds of lock do not see each other, so every process picks the same one.
+# unlock. The two kinds of lock do not see each other, so every process picks the same one:
+# record locks where the platform has them, unless the file system refuses them (then all
+# processes fall back to ``flock`` on that file).
 _USE_RECORD_LOCKS = sys.platform.startswith("linux") and sys.maxsize > 2**32
 _F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
 _F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
