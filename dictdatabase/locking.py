@@ -488,6 +488,14 @@ def _presence_path(folder: str) -> str:
     return os.path.join(folder, "waiting")
 
 
+def _open_presence_file(folder: str) -> int:
+    """Open (creating it) the folder's ``waiting`` file; the descriptor is tracked, since it
+    will hold a kernel lock. Raises ``OSError`` (``FileNotFoundError``: no folder)."""
+    fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | utils.O_CLOEXEC, 0o644)
+    utils.track_lock_fd(fd)
+    return fd
+
+
 def _announce_waiting(folder: str) -> int:
     """Hold a shared lock on the folder's ``waiting`` file while this thread waits.
 
@@ -496,10 +504,9 @@ def _announce_waiting(folder: str) -> int:
     the waiter still polls).
     """
     try:
-        fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | utils.O_CLOEXEC, 0o644)
+        fd = _open_presence_file(folder)
     except OSError:
         return -1
-    utils.track_lock_fd(fd)
     if _USE_RECORD_LOCKS:
         try:
             fcntl.fcntl(fd, _F_OFD_SETLK, _READ_RECORD)  # nobody takes it exclusively: no wait
@@ -525,12 +532,11 @@ def _anyone_waiting(folder: str) -> bool:
     cached = fd is not None
     if fd is None:
         try:
-            fd = os.open(_presence_path(folder), os.O_RDWR | os.O_CREAT | utils.O_CLOEXEC, 0o644)
+            fd = _open_presence_file(folder)
         except FileNotFoundError:
             return False  # no private folder yet: nobody can be waiting
         except OSError:
             return True
-        utils.track_lock_fd(fd)
         if len(_presence_probes) < _MAX_CACHED_GATES:
             _presence_probes[folder] = fd
             cached = True
