@@ -68,6 +68,10 @@ MMAP_MIN_BYTES = 8 << 20
 #: How long readers wait when they see both forms of a file (a conversion in progress).
 _BOTH_FORMS_GRACE = 0.2
 _COPY_CHUNK = 8 << 20
+#: A commit fence: calling it gives the guard of the caller's write lock, a context manager
+#: to commit under. A guard may also name the lock's own spare file (attribute ``spare``):
+#: then small commits go through that spare without entering the guard (see
+#: :func:`_exchange_own_spare`).
 _FlockFence = Callable[[], ContextManager[object]]
 
 
@@ -468,26 +472,98 @@ def replace_data(
 ) -> FileIdentity:
     """Atomically make ``payload`` the database's JSON bytes; return the new identity.
 
-    The payload is serialised (and compressed) before ``fence()`` is entered. Inside it,
-    the bytes go to the database's spare file, which is then atomically exchanged with the
-    data file (see :func:`_commit_through_spare`); the other form is removed after that.
+    The payload is serialised (and compressed) before any lock or fence is used. The bytes
+    go to the database's spare file, which is then atomically exchanged with the data file
+    (see :func:`_commit_through_spare`); the other form is removed after that.
     """
     target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
     stored = compress(payload) if compressed else payload
-    with fence():
-        identity, replaced = _commit_through_spare(
-            files, target, len(stored), lambda fd: _write_all(fd, stored)
-        )
-        if not replaced:  # a new file, or a conversion: the other form may still exist
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(other)
+    length = len(stored)
+    guard = fence()
+    identity = _exchange_own_spare(guard, target, length, lambda fd: _write_all(fd, stored))
+    if identity is None:
+        with guard:
+            identity, replaced = _commit_through_spare(
+                files, target, length, lambda fd: _write_all(fd, stored), _spare_of(guard, files)
+            )
+            if not replaced:  # a new file, or a conversion: the other form may still exist
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(other)
     if config.use_fsync:
         _fsync_dir(os.path.dirname(target))
     return identity
 
 
+def _spare_of(guard: object, files: utils.DbFiles) -> str:
+    """The spare file to write through: the one of the write lock behind ``guard``, else the
+    database's unlocked one."""
+    own: Optional[str] = getattr(guard, "spare", None)
+    return files.spare if own is None else own
+
+
+def _exchange_own_spare(
+    guard: object, target: str, length: int, fill: Callable[[int], None]
+) -> Optional[FileIdentity]:
+    """Commit through the spare of the write lock behind ``guard`` without entering the
+    guard; ``None`` if this fast path does not apply (nothing was changed then).
+
+    A write lock names its spare after the inode of its kernel lock file (``guard.spare``),
+    and a process that breaks an expired lease removes that spare before it replaces the
+    kernel file; nobody creates it again, because spares are only created inside the guard,
+    which checks that the lock is still live. So the exchange below is fenced by itself: if
+    the lock was broken before it, the spare's name no longer exists and the exchange fails
+    with nothing changed; if it ran first, the commit came before the break. Everything that
+    is not the common case (no spare yet, a reader still on it, no exchange on this file
+    system, a missing data file, a broken lock) returns ``None`` and takes the guarded path,
+    which reports a broken lock with ``LockError``.
+    """
+    spare: Optional[str] = getattr(guard, "spare", None)
+    if spare is None or _exchange is None or length > SPARE_MAX_BYTES:
+        return None
+    try:
+        fd = os.open(spare, os.O_RDWR | utils.O_CLOEXEC)  # never created here, see above
+    except FileNotFoundError:
+        return None
+    utils.track_lock_fd(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _close_lock_fd(fd)
+        return None  # a reader still reads that old version: the guarded path uses a new file
+    try:
+        identity = _fill_new_version(fd, length, fill)
+    finally:
+        _close_lock_fd(fd)
+    try:
+        _exchange(spare, target)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+            return None
+        raise
+    return identity
+
+
+def _fill_new_version(fd: int, length: int, fill: Callable[[int], None]) -> FileIdentity:
+    """Write a new version into ``fd`` (from its start), cut it to ``length`` bytes and give
+    it the current time in nanoseconds as its mtime, so that file identities do not repeat."""
+    fill(fd)
+    stat = os.fstat(fd)
+    # Truncate after writing, to the new length, and only when the old version was
+    # longer: truncating to zero first would free and reallocate the blocks, which is
+    # slow on many file systems.
+    if stat.st_size != length:
+        os.ftruncate(fd, length)
+    mtime = time.time_ns()
+    os.utime(fd, ns=(mtime, mtime))
+    if config.use_fsync:
+        os.fsync(fd)
+    # File systems that keep coarser times store a rounded mtime; the identity then differs
+    # from the file's, which only costs a cache miss or an index rebuild.
+    return FileIdentity(stat.st_ino, length, mtime)
+
+
 def _commit_through_spare(
-    files: utils.DbFiles, target: str, length: int, fill: Callable[[int], None]
+    files: utils.DbFiles, target: str, length: int, fill: Callable[[int], None], spare: str
 ) -> Tuple[FileIdentity, bool]:
     """Write a new version of ``target``, ``length`` bytes written by ``fill(fd)`` from the
     start of the file, and switch to it atomically.
@@ -501,28 +577,16 @@ def _commit_through_spare(
     data file in one atomic step. The old version becomes the next spare. A reader still
     reading that old version holds a shared ``flock`` on it; then (or where the exchange is
     not available, or for versions over ``SPARE_MAX_BYTES``) a fresh temporary file is used
-    instead and renamed over the target. The new version gets the current time in
-    nanoseconds as its mtime, so file identities do not repeat. Callers hold the write lock
-    and the gate, so the switch cannot be aborted after the bytes were written.
+    instead and renamed over the target. Callers hold the write lock and its guard, so the
+    switch cannot be aborted after the bytes were written.
     """
-    spare = files.spare
     use_spare = _exchange is not None and length <= SPARE_MAX_BYTES
     fd, path = _open_spare(spare) if use_spare else (-1, "")
     if fd < 0:
         path = utils.temp_path(files.private)
         fd = _create_exclusive(path)
     try:
-        fill(fd)
-        stat = os.fstat(fd)
-        # Truncate after writing, to the new length, and only when the old version was
-        # longer: truncating to zero first would free and reallocate the blocks, which is
-        # slow on many file systems.
-        if stat.st_size != length:
-            os.ftruncate(fd, length)
-        mtime = time.time_ns()
-        os.utime(fd, ns=(mtime, mtime))
-        if config.use_fsync:
-            os.fsync(fd)
+        identity = _fill_new_version(fd, length, fill)
     except BaseException:
         _close_lock_fd(fd)
         if path != spare:
@@ -530,9 +594,6 @@ def _commit_through_spare(
                 os.unlink(path)
         raise
     _close_lock_fd(fd)
-    # File systems that keep coarser times store a rounded mtime; the identity then differs
-    # from the file's, which only costs a cache miss or an index rebuild.
-    identity = FileIdentity(stat.st_ino, length, mtime)
     if path != spare:
         replaced = os.path.exists(target)
         _replace(path, target)
@@ -628,15 +689,17 @@ _exchange = _probe_exchange()
 def delete_data(files: utils.DbFiles, fence: _FlockFence = _no_fence) -> bool:
     """Remove both forms of the data file plus index and journal; tell whether data existed."""
     removed = False
-    with fence():
+    guard = fence()
+    with guard:
         for path in (files.json, files.ddb):
             try:
                 os.unlink(path)
                 removed = True
             except FileNotFoundError:
                 pass
-        # The spare and the idle journal hold copies of old data: they go too.
-        for path in (files.index, files.journal, files.journal + ".idle", files.spare):
+        # The spares and the idle journal hold copies of old data: they go too.
+        spares = (files.spare, _spare_of(guard, files))
+        for path in (files.index, files.journal, files.journal + ".idle", *spares):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
     if removed and config.use_fsync:
@@ -699,8 +762,12 @@ def splice_data(
         _write_all(fd, new_bytes)
         _copy_range(data_file.fd, fd, value_end, suffix_length)
 
-    with fence():
-        identity, _ = _commit_through_spare(data_file.files, data_file.path, new_size, fill)
+    guard = fence()
+    identity = _exchange_own_spare(guard, data_file.path, new_size, fill)
+    if identity is None:
+        with guard:
+            spare = _spare_of(guard, data_file.files)
+            identity, _ = _commit_through_spare(data_file.files, data_file.path, new_size, fill, spare)
     if config.use_fsync:
         _fsync_dir(os.path.dirname(data_file.path))
     return identity

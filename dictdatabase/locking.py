@@ -790,6 +790,7 @@ def _try_kernel(lock: AbstractLock) -> bool:
         stat = os.fstat(fd)
         if stat.st_nlink > 0:
             lock._kernel = fd  # noqa: SLF001 - same module
+            lock._spare = _spare_path(lock.folder, stat.st_ino)  # noqa: SLF001 - same module
             lock.leftovers = stat.st_size > 0
             if lock.leftovers:
                 # Temporary files were made since the mark was last cleared: remove those
@@ -801,12 +802,38 @@ def _try_kernel(lock: AbstractLock) -> bool:
     return False
 
 
+def _spare_path(folder: str, kernel_inode: int) -> str:
+    """The spare file that holders of the kernel lock file ``kernel_inode`` write through.
+
+    It is named after that file, so that breaking a lease can take it away from the old
+    holder for good (see :func:`_break_kernel_lock` and ``io_bytes._exchange_own_spare``).
+    """
+    key = (folder, kernel_inode)
+    path = _spare_paths.get(key)
+    if path is None:
+        if len(_spare_paths) >= _MAX_CACHED_KERNEL_FDS:
+            _spare_paths.clear()
+        path = _spare_paths[key] = os.path.join(folder, f"{utils.SPARE_FILE}.{kernel_inode}")
+    return path
+
+
+#: (private folder, kernel file inode) -> the spare path of its holders
+_spare_paths: Dict[Tuple[str, int], str] = {}
+
+
 def _break_kernel_lock(folder: str) -> None:
     """Replace the kernel lock file (under the gate): holders of the old one are fenced.
 
-    The new file carries the leftovers mark (``utils.mark_leftovers``): whatever the broken
-    holder left behind is looked for by the next writer.
+    First the old holders' spare file goes: their commits exchange it with the data file
+    without the gate, and an exchange of a name that no longer exists fails. It is never
+    made again, because a spare is only created under the gate by a holder whose kernel
+    file is still linked. Then the kernel file is replaced; a holder of the old one finds
+    it unlinked when it takes the gate to commit. The new file carries the leftovers mark
+    (``utils.mark_leftovers``): whatever the broken holder left behind is looked for by the
+    next writer.
     """
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_spare_path(folder, os.stat(_kernel_path(folder)).st_ino))
     fresh = os.path.join(folder, f"kernel.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | utils.O_CLOEXEC, 0o644)
     try:
@@ -872,6 +899,8 @@ class AbstractLock:
         self.visible = True
         self._last_refresh = 0.0
         self._kernel = -1
+        #: the spare file of this lock's kernel file (set when the lock is taken)
+        self._spare = ""
         #: whether the folder was marked as maybe holding leftovers (``utils.mark_leftovers``)
         #: when this lock was taken: a writer then looks for a journal to finish
         self.leftovers = False
@@ -1016,13 +1045,18 @@ class AbstractLock:
 
 
 class _CommitGuard:
-    """The context manager of :meth:`AbstractLock.commit_guard` (a class: commits are hot)."""
+    """The context manager of :meth:`AbstractLock.commit_guard` (a class: commits are hot).
 
-    __slots__ = ("_gate", "_lock")
+    ``spare`` names the spare file of a held write lock: a commit that only exchanges that
+    spare with the data file needs no gate (see ``io_bytes._exchange_own_spare``).
+    """
+
+    __slots__ = ("_gate", "_lock", "spare")
 
     def __init__(self, lock: AbstractLock) -> None:
         self._lock = lock
         self._gate: Optional[Tuple[int, threading.Lock]] = None
+        self.spare: Optional[str] = lock._spare if lock.held and lock.mode == WRITE else None  # noqa: SLF001 - part of the lock
 
     def __enter__(self) -> None:
         lock = self._lock

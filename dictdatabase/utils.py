@@ -161,7 +161,9 @@ class DbFiles(NamedTuple):
     private: str  #: the private folder
     journal: str  #: the redo journal of an in-place write
     index: str  #: the key index
-    spare: str  #: the spare file: the previous version, the target of the next write
+    #: the spare file of writes that hold no lock: the previous version, the target of the
+    #: next write (a write lock has a spare of its own, named after its kernel lock file)
+    spare: str
 
 
 _files_cache: dict = {}
@@ -194,7 +196,7 @@ def _db_files(root: str, name: str) -> DbFiles:
         private=private,
         journal=os.path.join(private, "journal"),
         index=os.path.join(private, "index"),
-        spare=os.path.join(private, "spare"),
+        spare=os.path.join(private, SPARE_FILE),
     )
 
 
@@ -240,6 +242,9 @@ _temp_counter = 0
 #: A size above zero also says "there may be leftovers to clean up": temporary files or a
 #: journal made since the last clean-up (see :func:`mark_leftovers`).
 KERNEL_LOCK_FILE = "kernel"
+#: The name of spare files in a private folder (``spare``, and ``spare.<kernel inode>`` for
+#: the holders of a write lock; see ``io_bytes._commit_through_spare``).
+SPARE_FILE = "spare"
 
 
 def mark_leftovers(folder: str) -> None:

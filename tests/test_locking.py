@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -1006,3 +1007,91 @@ def test_a_holder_whose_private_folder_was_removed_cannot_write(storage):
     finally:
         session.close()
     assert DDB.at("db").read() == {"a": 1}
+
+
+# Small commits exchange the write lock's own spare without the gate; these tests pin down
+# what makes that safe (io_bytes._exchange_own_spare, locking._break_kernel_lock).
+
+
+def _spares(name: str) -> list:
+    return sorted(entry for entry in os.listdir(folder_of(name)) if entry.startswith("spare"))
+
+
+def test_a_write_lock_writes_through_a_spare_named_after_its_kernel_file(storage):
+    DDB.at("db").create({"a": 1})
+    for value in (2, 3):
+        with DDB.at("db").session() as (session, data):
+            data["a"] = value
+            session.write()
+    kernel = os.stat(os.path.join(folder_of("db"), utils.KERNEL_LOCK_FILE))
+    assert _spares("db") == [f"spare.{kernel.st_ino}"]
+    assert DDB.at("db").read() == {"a": 3}
+    DDB.at("db").delete()
+    assert _spares("db") == []
+
+
+@pytest.mark.parametrize("how", ["full", "key"])
+def test_a_small_commit_does_not_wait_for_the_gate(storage, how):
+    """The lock is taken and released, and the commit done, while someone else holds the
+    gate: a small session needs no gate when nobody waits."""
+    DDB.at("db").create({"a": {"n": 0}})
+    with DDB.at("db").session() as (session, data):  # the spare exists from here on
+        session.write()
+    locking.AQUIRE_LOCK_TIMEOUT = 0.5
+    gate = os.open(folder_of("db"), os.O_RDONLY)
+    try:
+        fcntl.flock(gate, fcntl.LOCK_EX)  # another open description: excludes this process too
+        started = time.monotonic()
+        if how == "full":
+            with DDB.at("db").session() as (session, data):
+                data["a"]["n"] += 1
+                session.write()
+        else:
+            with DDB.at("db", key="a").session() as (session, value):
+                value["n"] += 1
+                session.write()
+        took = time.monotonic() - started
+    finally:
+        os.close(gate)
+    assert took < 0.25, f"the session took {took:.2f} s"
+    assert DDB.at("db").read() == {"a": {"n": 1}}
+
+
+@pytest.mark.parametrize("exchange_fails", [False, True])
+def test_a_lock_broken_just_before_the_exchange_writes_nothing(storage, monkeypatch, exchange_fails):
+    """The lease is broken after the holder wrote its spare and before the exchange (or
+    the holder finds its spare gone): the commit is refused, and the data stays as it was."""
+    from dictdatabase import io_bytes
+
+    DDB.at("db").create({"a": 1})
+    with DDB.at("db").session() as (session, data):  # the spare exists from here on
+        session.write()
+    data_file = Path(storage) / "db.json"
+    before = data_file.read_bytes()
+    real_exchange = io_bytes._exchange
+    breaks = []
+
+    def break_then_exchange(first: str, second: str) -> None:
+        if not breaks:
+            breaks.append(first)
+            locking._break_kernel_lock(folder_of("db"))  # what a waiter does to an expired lease
+        real_exchange(first, second)
+
+    session, data = DDB.at("db").session()
+    try:
+        data["a"] = 2
+        if exchange_fails:
+            monkeypatch.setattr(io_bytes, "_exchange", break_then_exchange)
+        else:
+            locking._break_kernel_lock(folder_of("db"))
+        with pytest.raises(errors.LockError, match="db"):
+            session.write()
+    finally:
+        session.close()
+    assert len(breaks) == int(exchange_fails)
+    assert data_file.read_bytes() == before
+    monkeypatch.setattr(io_bytes, "_exchange", real_exchange)
+    with DDB.at("db").session() as (session, data):  # the next holder writes as usual
+        data["a"] = 3
+        session.write()
+    assert DDB.at("db").read() == {"a": 3}
