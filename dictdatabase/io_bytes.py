@@ -646,7 +646,8 @@ def _load_exchange() -> Optional[Callable[[str, str], None]]:
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return None
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    # No argtypes: the arguments are only Python ints (passed as C ints) and bytes (passed as
+    # char pointers), which ctypes then converts without checking each call (about 0.5 µs).
     renameat2.restype = ctypes.c_int
     at_fdcwd, rename_exchange = -100, 2
 
