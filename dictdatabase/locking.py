@@ -663,11 +663,17 @@ class _LeaseKeeper:
         self._thread: Optional[threading.Thread] = None
         self._idle = True
 
-    def add(self) -> None:
-        """Called after a lock was taken: make sure the keeper runs (cheap when it does)."""
+    def start(self) -> None:
+        """Start the keeper thread unless it runs. Called before a lock is taken: starting a
+        thread takes a few hundred microseconds, which a lock holder would make others wait."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="dictdatabase-lease-keeper", daemon=True)
             self._thread.start()
+
+    def add(self) -> None:
+        """Called after a lock was taken: make sure the keeper runs (cheap when it does)."""
+        if self._thread is None:
+            self.start()
         if self._idle:
             # Only an idle keeper needs waking; waking it on every lock would cost a thread
             # switch per lock.
@@ -947,6 +953,7 @@ class AbstractLock:
         if current is not None:
             raise LockError(_nested_message(self, current))
         self._new_request()
+        _keeper.start()
         # The library's own locks first try without queueing (see _barge). Visible locks
         # always queue, which also clears lock files of dead owners.
         if self.visible or not ((not _anyone_waiting(self.folder) and _try_kernel(self)) or self._barge()):
