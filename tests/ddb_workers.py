@@ -443,6 +443,45 @@ def lease_holder(
             report.put(("LockError", str(error)))
 
 
+def lease_breaking_incrementer(
+    storage: str,
+    settings: dict,
+    name: str,
+    how: str,
+    count: int,
+    slow_every: int,
+    slow_seconds: float,
+    results,
+) -> None:
+    """``count`` increments, every ``slow_every``-th held ``slow_seconds`` past its lease.
+
+    This process never refreshes its leases (its keeper does nothing), so waiters break the
+    slow sessions' locks. Records ``(committed, refused)`` in the shared array ``results``:
+    a refused increment raised ``LockError`` in ``write()``.
+    """
+    apply_settings(storage, settings)
+    locking._LeaseKeeper._run = lambda self: None  # no lease refreshes in this child
+    committed = refused = 0
+    for number in range(count):
+        try:
+            if how == "full":
+                with DDB.at(name).session() as (session, data):
+                    data["counter"]["n"] += 1
+                    if number % slow_every == 0:
+                        time.sleep(slow_seconds)
+                    session.write()
+            else:
+                with DDB.at(name, key="counter").session() as (session, value):
+                    value["n"] += 1
+                    if number % slow_every == 0:
+                        time.sleep(slow_seconds)
+                    session.write()
+            committed += 1
+        except errors.LockError:
+            refused += 1
+    results[0], results[1] = committed, refused
+
+
 # ---------------------------------------------------------------------------------------
 # Crash rounds
 

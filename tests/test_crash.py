@@ -206,6 +206,37 @@ def test_stopped_holder_loses_its_lease_and_cannot_write(ctx, storage, how, size
     assert W.lock_files(storage) == []
 
 
+@pytest.mark.parametrize("how", ["full", "key"])
+def test_broken_leases_under_load_lose_no_committed_increment(ctx, storage, how):
+    """Holders that outlive their lease while others queue get their locks broken: their
+    write() raises LockError and writes nothing, and every write() that returned counts.
+    (Small commits exchange the lock's own spare without the gate; breaking removes it.)"""
+    DDB.at("db").create({"counter": {"n": 0}})
+    settings = W.current_settings(
+        REMOVE_ORPHAN_LOCK_TIMEOUT=0.02, FAIRNESS_WINDOW=0.0, AQUIRE_LOCK_TIMEOUT=20.0
+    )
+    processes, count = 4, 16
+    results = [ctx.RawArray("i", 2) for _ in range(processes)]
+    workers = [
+        ctx.Process(
+            target=W.lease_breaking_incrementer,
+            args=(storage, settings, "db", how, count, 4, 0.15, results[i]),
+            daemon=True,
+        )
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    assert W.join_or_kill(workers, 60) == []
+    committed = sum(result[0] for result in results)
+    refused = sum(result[1] for result in results)
+    assert committed + refused == processes * count
+    assert refused > 0, "no lease was broken: the test did not test anything"
+    assert committed > 0
+    assert DDB.at("db", key="counter").read() == {"n": committed}
+    assert W.lock_files(storage) == []
+
+
 def test_stopped_waiter_does_not_block_others_for_ever(ctx, storage):
     """A waiter stopped while queued (its request file is not refreshed) is skipped once
     its request is older than the orphan timeout; the lock keeps working for the others."""
