@@ -537,10 +537,16 @@ def _exchange_own_spare(
     try:
         _exchange(spare, target)
     except OSError as error:
-        if error.errno in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        # Where the file system cannot exchange, the guarded path renames the spare over the
+        # data file, so no spare is left for this path to try again next time.
+        if error.errno == errno.ENOENT or error.errno in _NO_EXCHANGE_ERRORS:
             return None
         raise
     return identity
+
+
+#: How ``renameat2(RENAME_EXCHANGE)`` says that a file system does not support it.
+_NO_EXCHANGE_ERRORS = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 
 
 def _fill_new_version(fd: int, length: int, fill: Callable[[int], None]) -> FileIdentity:
@@ -609,7 +615,7 @@ def _commit_through_spare(
     except OSError as error:
         # The storage folder's file system may not support the exchange (the probe ran on
         # the temporary folder's): a plain rename is just as atomic.
-        if error.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        if error.errno not in _NO_EXCHANGE_ERRORS:
             raise
         replaced = os.path.exists(target)
         _replace(spare, target)

@@ -147,6 +147,41 @@ def test_io_safe_write_unserialisable_raises():
 # io_unsafe
 
 
+def _count_sessions(name: str, rounds: int) -> None:
+    for number in range(rounds):
+        with DDB.at(name).session() as (session, data):
+            data["n"] += 1
+            session.write()
+        with DDB.at(name, key="n").session() as (session, _value):
+            session.data = number * 2 + 2
+            session.write()
+
+
+def test_writes_where_the_storage_cannot_exchange_files(monkeypatch):
+    """A storage file system that refuses renameat2(RENAME_EXCHANGE) (the probe at import ran
+    on the temporary folder's): writes fall back to a rename, and each commit tries the
+    exchange once (the fallback leaves no spare behind, so nothing is written twice)."""
+    DDB.at("db").create({"n": 0})
+    calls = []
+
+    def refuse(first: str, second: str) -> None:
+        calls.append(first)
+        raise OSError(18, "Invalid cross-device link", second)  # EXDEV, as from an overlay
+
+    monkeypatch.setattr(io_bytes, "_exchange", refuse)
+    _count_sessions("db", 3)
+    assert DDB.at("db").read() == {"n": 6}
+    assert len(calls) == 6
+
+
+def test_writes_where_there_is_no_exchange_at_all(monkeypatch):
+    """Systems without renameat2 (not Linux): a fresh temporary file is renamed over the file."""
+    DDB.at("db").create({"n": 0})
+    monkeypatch.setattr(io_bytes, "_exchange", None)
+    _count_sessions("db", 3)
+    assert DDB.at("db").read() == {"n": 6}
+
+
 def test_io_unsafe_write_read_partial_read():
     io_unsafe.write("u", {"b": [1, 2], "a": "x{y"})
     assert raw_json("u") == current_canonical({"a": "x{y", "b": [1, 2]})
