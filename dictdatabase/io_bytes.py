@@ -478,15 +478,33 @@ def replace_data(
     """
     target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
     stored = compress(payload) if compressed else payload
-    length = len(stored)
+    return _commit_new_version(
+        files, target, len(stored), lambda fd: _write_all(fd, stored), fence, other=other
+    )
+
+
+def _commit_new_version(
+    files: utils.DbFiles,
+    target: str,
+    length: int,
+    fill: Callable[[int], None],
+    fence: _FlockFence,
+    *,
+    other: Optional[str] = None,
+) -> FileIdentity:
+    """Make ``length`` bytes written by ``fill(fd)`` the new version of ``target``, under the
+    caller's write lock; return its identity.
+
+    Tries the lock's own spare without the guard first (:func:`_exchange_own_spare`), and
+    otherwise commits inside the guard (:func:`_commit_through_spare`), where ``other`` (the
+    other form of the file, if any) is removed when the commit made a new file.
+    """
     guard = fence()
-    identity = _exchange_own_spare(guard, target, length, lambda fd: _write_all(fd, stored))
+    identity = _exchange_own_spare(guard, target, length, fill)
     if identity is None:
         with guard:
-            identity, replaced = _commit_through_spare(
-                files, target, length, lambda fd: _write_all(fd, stored), _spare_of(guard, files)
-            )
-            if not replaced:  # a new file, or a conversion: the other form may still exist
+            identity, replaced = _commit_through_spare(files, target, length, fill, _spare_of(guard, files))
+            if not replaced and other is not None:  # a new file, or a conversion
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(other)
     if config.use_fsync:
@@ -769,15 +787,7 @@ def splice_data(
         _write_all(fd, new_bytes)
         _copy_range(data_file.fd, fd, value_end, suffix_length)
 
-    guard = fence()
-    identity = _exchange_own_spare(guard, data_file.path, new_size, fill)
-    if identity is None:
-        with guard:
-            spare = _spare_of(guard, data_file.files)
-            identity, _ = _commit_through_spare(data_file.files, data_file.path, new_size, fill, spare)
-    if config.use_fsync:
-        _fsync_dir(os.path.dirname(data_file.path))
-    return identity
+    return _commit_new_version(data_file.files, data_file.path, new_size, fill, fence)
 
 
 def _copy_range(source_fd: int, target_fd: int, offset: int, length: int) -> None:

@@ -671,9 +671,7 @@ class _LeaseKeeper:
             self._thread.start()
 
     def add(self) -> None:
-        """Called after a lock was taken: make sure the keeper runs (cheap when it does)."""
-        if self._thread is None:
-            self.start()
+        """Called after a lock was taken (``start()`` ran before): wake an idle keeper."""
         if self._idle:
             # Only an idle keeper needs waking; waking it on every lock would cost a thread
             # switch per lock.
