@@ -24,7 +24,7 @@ import signal
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import dictdatabase as DDB
 from dictdatabase import errors, locking
@@ -301,15 +301,20 @@ def exclusion_participant(
 # Increments and readers
 
 
-def increment(name: str, how: str, key: str = "counter") -> None:
-    """One atomic ``+1`` of ``data[key]["n"]`` through a full or a key session."""
+def increment(
+    name: str, how: str, key: str = "counter", before_write: Callable[[], None] = lambda: None
+) -> None:
+    """One atomic ``+1`` of ``data[key]["n"]`` through a full or a key session;
+    ``before_write()`` runs inside the session, just before ``write()``."""
     if how == "full":
         with DDB.at(name).session() as (session, data):
             data[key]["n"] += 1
+            before_write()
             session.write()
     elif how == "key":
         with DDB.at(name, key=key).session() as (session, value):
             value["n"] += 1
+            before_write()
             session.write()
     else:
         raise ValueError(how)
@@ -463,19 +468,9 @@ def lease_breaking_incrementer(
     locking._LeaseKeeper._run = lambda self: None  # no lease refreshes in this child
     committed = refused = 0
     for number in range(count):
+        pause = (lambda: time.sleep(slow_seconds)) if number % slow_every == 0 else (lambda: None)
         try:
-            if how == "full":
-                with DDB.at(name).session() as (session, data):
-                    data["counter"]["n"] += 1
-                    if number % slow_every == 0:
-                        time.sleep(slow_seconds)
-                    session.write()
-            else:
-                with DDB.at(name, key="counter").session() as (session, value):
-                    value["n"] += 1
-                    if number % slow_every == 0:
-                        time.sleep(slow_seconds)
-                    session.write()
+            increment(name, how, before_write=pause)
             committed += 1
         except errors.LockError:
             refused += 1
