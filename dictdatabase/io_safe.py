@@ -77,7 +77,8 @@ def write_locked(db_name: str, *, for_session: bool = False) -> Iterator[locking
     Inside the thread's own session, or under its read lock, ``errors.LockError`` is raised
     at once (waiting would deadlock).
     """
-    held = locking.held_lock(db_name)
+    files = utils.db_files(db_name)
+    held = locking.held_lock_of(files)
     if held is not None:
         if held.mode != locking.WRITE or held.for_session:
             what = "a session" if held.for_session else f"a {held.mode} lock"
@@ -86,27 +87,27 @@ def write_locked(db_name: str, *, for_session: bool = False) -> Iterator[locking
                 "would deadlock. Finish that first, or write through the session"
             )
             raise LockError(msg)
-        io_bytes.recover_journal(utils.db_files(db_name))
+        io_bytes.recover_journal(files)
         yield held
         return
-    lock = locking.WriteLock(db_name)
-    lock.for_session = for_session
-    lock.visible = False  # the kernel lock alone: no lock file to create and remove
+    # The kernel lock alone: no lock file to create and remove.
+    lock = locking.WriteLock.internal(files, for_session=for_session)
     lock._lock()  # noqa: SLF001 - the spec's lock API
     try:
-        _clean_up(db_name, lock)
+        _clean_up(files, lock)
         yield lock
     finally:
         lock._unlock()  # noqa: SLF001 - the spec's lock API
 
 
-def acquire_for_session(db_name: str) -> Optional[locking.AbstractLock]:
-    """Take the write lock for a session. Returns ``None`` when the session joins an
-    explicit ``WriteLock`` this thread holds (the session must not release it)."""
-    held = locking.held_lock(db_name)
+def acquire_for_session(files: utils.DbFiles) -> Optional[locking.AbstractLock]:
+    """Take the write lock for a session on the database of ``files``. Returns ``None`` when
+    the session joins an explicit ``WriteLock`` this thread holds (the session must not
+    release it)."""
+    held = locking.held_lock_of(files)
     if held is not None:
         if held.mode == locking.WRITE and not held.for_session:
-            io_bytes.recover_journal(utils.db_files(db_name))
+            io_bytes.recover_journal(files)
             return None
         what = "a session" if held.for_session else f"a {held.mode} lock"
         msg = (
@@ -114,19 +115,19 @@ def acquire_for_session(db_name: str) -> Optional[locking.AbstractLock]:
             "would deadlock. Use the open session's data, or close it first"
         )
         raise LockError(msg)
-    lock = locking.WriteLock(db_name)
-    lock.for_session = True
-    lock.visible = False  # the kernel lock alone: no lock file to create and remove
+    # The kernel lock alone: no lock file to create and remove.
+    lock = locking.WriteLock.internal(files, for_session=True)
     lock._lock()  # noqa: SLF001 - the spec's lock API
-    try:
-        _clean_up(db_name, lock)
-    except BaseException:
-        lock._unlock()  # noqa: SLF001 - the spec's lock API
-        raise
+    if lock.leftovers:
+        try:
+            _clean_up(files, lock)
+        except BaseException:
+            lock._unlock()  # noqa: SLF001 - the spec's lock API
+            raise
     return lock
 
 
-def _clean_up(db_name: str, lock: locking.AbstractLock) -> None:
+def _clean_up(files: utils.DbFiles, lock: locking.AbstractLock) -> None:
     """Finish a dead writer's in-place write, if the folder is marked as maybe having one.
 
     Writers mark the folder before they make a journal (``utils.mark_leftovers``), so an
@@ -134,5 +135,5 @@ def _clean_up(db_name: str, lock: locking.AbstractLock) -> None:
     look, so no lock that skips this (an explicit one) can hide a journal.
     """
     if lock.leftovers:
-        io_bytes.recover_journal(utils.db_files(db_name))
+        io_bytes.recover_journal(files)
         lock.clear_leftovers()

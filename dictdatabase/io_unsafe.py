@@ -497,7 +497,11 @@ class PartialFileHandle(NamedTuple):
 
 def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
     """Read ``key`` for a key session. Raises ``FileNotFoundError`` or ``KeyError``."""
-    files = utils.db_files(db_name)
+    return read_for_key_write(utils.db_files(db_name), key)
+
+
+def read_for_key_write(files: utils.DbFiles, key: str) -> PartialFileHandle:
+    """:func:`get_partial_file_handle` for a database whose paths the caller has at hand."""
     found = _small_file(files, shared=False)
     if found is not None and found.status == "read":
         full = deserialize(_json_bytes(files, found), found.path)
@@ -525,12 +529,20 @@ def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
 
 def partial_write(handle: PartialFileHandle, *, fence: _Fence = _no_fence, timeout: float = 60.0) -> None:
     """Store ``handle.value`` under ``handle.key`` (the caller holds the write lock)."""
-    files = utils.db_files(handle.db_name)
+    write_key_of(utils.db_files(handle.db_name), handle, handle.value, fence=fence, timeout=timeout)
+
+
+def write_key_of(
+    files: utils.DbFiles, handle: PartialFileHandle, value: Any, *, fence: _Fence, timeout: float
+) -> None:
+    """Store ``value`` under ``handle.key`` of the database ``handle`` was read from (its
+    paths are ``files``); the caller has held the write lock since that read, so the whole
+    small file read then (``handle.full``) is still current and is written back changed."""
     if handle.full is not None:
-        handle.full[handle.key] = handle.value
+        handle.full[handle.key] = value
         write_payload(files, serialize(handle.full), fence=fence)
         return
-    set_key(files, handle.key, handle.value, fence=fence, timeout=timeout)
+    set_key(files, handle.key, value, fence=fence, timeout=timeout)
 
 
 def set_key(

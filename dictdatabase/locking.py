@@ -652,6 +652,11 @@ def held_lock(db_name: str) -> Optional[AbstractLock]:
     return _held.get((utils.private_dir(db_name), threading.get_ident()))
 
 
+def held_lock_of(files: utils.DbFiles) -> Optional[AbstractLock]:
+    """:func:`held_lock` for a database whose paths the caller has at hand."""
+    return _held.get((files.private, threading.get_ident()))
+
+
 class _LeaseKeeper:
     """One daemon thread per process that refreshes the leases of all held locks.
 
@@ -891,24 +896,38 @@ class AbstractLock:
     """
 
     mode = ""
+    # The defaults of the per-lock state are class attributes: a lock is made for every
+    # operation, so the constructor only sets what differs from lock to lock.
+    held = False
+    #: True when this lock was taken for a session (sessions cannot nest on one database)
+    for_session = False
+    #: whether the held lock shows as a ``has`` file (internal locks set this to False)
+    visible = True
+    #: whether the folder was marked as maybe holding leftovers (``utils.mark_leftovers``)
+    #: when this lock was taken: a writer then looks for a journal to finish
+    leftovers = False
+    #: the descriptor of the kernel lock file while held
+    _kernel = -1
+    #: the spare file of this lock's kernel file (set when the lock is taken)
+    _spare = ""
 
     def __init__(self, db_name: str) -> None:
-        files = utils.db_files(db_name)
+        self._for_files(utils.db_files(db_name))
+
+    def _for_files(self, files: utils.DbFiles) -> None:
         self.db_name = files.name
         self.folder = files.private
-        self.held = False
-        #: True when this lock was taken for a session (sessions cannot nest on one database)
-        self.for_session = False
-        #: whether the held lock shows as a ``has`` file (internal locks set this to False)
-        self.visible = True
-        self._last_refresh = 0.0
-        self._kernel = -1
-        #: the spare file of this lock's kernel file (set when the lock is taken)
-        self._spare = ""
-        #: whether the folder was marked as maybe holding leftovers (``utils.mark_leftovers``)
-        #: when this lock was taken: a writer then looks for a journal to finish
-        self.leftovers = False
         self._new_request()
+
+    @classmethod
+    def internal(cls, files: utils.DbFiles, *, for_session: bool) -> AbstractLock:
+        """A lock the library takes for its own operations (not yet held): it shows as no
+        lock file (``visible`` is False), only in the kernel's lock table."""
+        lock = cls.__new__(cls)
+        lock._for_files(files)  # noqa: SLF001 - the constructor of its own class
+        lock.visible = False
+        lock.for_session = for_session
+        return lock
 
     def _new_request(self) -> None:
         self._order = time.monotonic_ns()
@@ -961,7 +980,6 @@ class AbstractLock:
             finally:
                 waiting.close()
         self.held = True
-        self._last_refresh = time.monotonic()
         _held[key] = self
         _keeper.add()
 
@@ -1020,7 +1038,6 @@ class AbstractLock:
             os.utime(fd)
             if self.visible:
                 os.utime(self.has_lock.path)
-            self._last_refresh = time.monotonic()
         except OSError:
             utils.logger.warning(
                 "The %s lock of database %r was broken (its lease had expired)", self.mode, self.db_name

@@ -94,10 +94,10 @@ class SessionBase:
             _, lock = self._locks.popitem()
             lock._unlock()  # noqa: SLF001 - the spec's lock API
 
-    def _lock(self, db_name: str) -> Optional[locking.AbstractLock]:
-        lock = io_safe.acquire_for_session(db_name)
+    def _lock(self, files: utils.DbFiles) -> Optional[locking.AbstractLock]:
+        lock = io_safe.acquire_for_session(files)
         if lock is not None:
-            self._locks[db_name] = lock
+            self._locks[files.name] = lock
         return lock
 
     def _commit_lock(self, db_name: str) -> ContextManager[Callable[[], Any]]:
@@ -152,11 +152,10 @@ class SessionFileFull(SessionBase):
     """A session on a whole file; yields the file's data."""
 
     def _enter(self) -> None:
+        files = utils.db_files(self.db_name)
         if not self.optimistic:
-            self._lock(self.db_name)
-        self._raw, data = io_safe.recovering(
-            self.db_name, lambda: io_unsafe.raw_snapshot(utils.db_files(self.db_name))
-        )
+            self._lock(files)
+        self._raw, data = io_safe.recovering(self.db_name, lambda: io_unsafe.raw_snapshot(files))
         _require_file(self.db_name, self._raw is not None)
         self._snapshot = data
         self.data = _cast(self.as_type, data)
@@ -221,29 +220,29 @@ class SessionFileKey(SessionBase):
         self.key = key
 
     def _enter(self) -> None:
-        if not self.optimistic:
-            self._lock(self.db_name)
-        handle = io_safe.recovering(
-            self.db_name, lambda: io_unsafe.get_partial_file_handle(self.db_name, self.key)
-        )
-        # Optimistic sessions compare a compact encoding of the value at write time.
-        self._original = (
-            io_unsafe.serialize_value(handle.value, ("orjson", None)) if self.optimistic else None
-        )
-        # A pessimistic session holds the lock, so the whole small file it read stays valid.
-        self._handle = None if self.optimistic else handle
+        files = self._files = utils.db_files(self.db_name)
+        if self.optimistic:
+            handle = io_safe.recovering(self.db_name, lambda: io_unsafe.read_for_key_write(files, self.key))
+            # Optimistic sessions compare a compact encoding of the value at write time.
+            self._original = io_unsafe.serialize_value(handle.value, ("orjson", None))
+            self._handle = None
+        else:
+            # Under the write lock (which finished any dead writer's in-place write) the
+            # file cannot change, so the handle, with the whole small file read, stays valid.
+            self._lock(files)
+            handle = self._handle = io_unsafe.read_for_key_write(files, self.key)
         self.data = _cast(self.as_type, handle.value)
 
     def _write(self) -> None:
         value = _plain(self.data)
+        files = self._files
         if self._handle is not None:
-            old = self._handle
-            handle = io_unsafe.PartialFileHandle(old.db_name, old.key, value, old.full)
             fence = self._own_fence(self.db_name)
-            io_unsafe.partial_write(handle, fence=fence, timeout=locking.AQUIRE_LOCK_TIMEOUT)
+            io_unsafe.write_key_of(
+                files, self._handle, value, fence=fence, timeout=locking.AQUIRE_LOCK_TIMEOUT
+            )
             return
         io_unsafe.serialize_value(value, io_unsafe.current_format())  # fail before any lock or I/O
-        files = utils.db_files(self.db_name)
         with self._commit_lock(self.db_name) as fence:
             if self.optimistic:
                 current = io_unsafe.lookup(files, self.key, shared=False)
@@ -283,7 +282,7 @@ class SessionDirFull(SessionBase):
     def _enter(self) -> None:
         names = self._document_names()
         for name in names:  # sorted: a fixed order for everybody
-            self._lock(name)
+            self._lock(utils.db_files(name))
         self._stored: Dict[str, io_unsafe.Snapshot] = {}
         documents = {}
         for name in names:
@@ -311,7 +310,7 @@ class SessionDirFull(SessionBase):
             ):
                 continue  # unchanged: no need to rewrite it
             if name not in self._locks and locking.held_lock(name) is None:
-                self._lock(name)  # a new document
+                self._lock(files)  # a new document
             with self._commit_lock(name) as fence:
                 io_unsafe.write_payload(files, payloads[stem], fence=fence)
             self._stored[stem] = io_unsafe.Snapshot(b"", payloads[stem], None, config.use_compression)
