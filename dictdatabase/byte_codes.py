@@ -38,6 +38,7 @@ __all__ = [
     "extract_value_bytes",
     "find_key_in_json_bytes",
     "find_value_start",
+    "indented_value_span",
     "is_object_start",
     "iter_indented_top_level_items",
     "iter_top_level_items",
@@ -190,6 +191,27 @@ def iter_indented_top_level_items(buf, unit: bytes) -> Iterator[ItemSpan]:
         msg = "no top-level key found in a non-empty object"
         raise ValueError(msg)
     yield (*previous, size - 2)
+
+
+def indented_value_span(buf, unit: bytes, key_json: bytes) -> Optional[Tuple[int, int]]:
+    """Where the value of one top-level key is, in a canonical indented object.
+
+    The same layout as :func:`iter_indented_top_level_items`, and the same condition: only
+    for bytes known to be canonical. ``key_json`` is the key encoded as the file's encoder
+    writes it (quotes included). Returns ``[start, end)`` of the value, or ``None`` when the
+    key is not there (or the bytes do not end the way that layout does).
+    """
+    if not unit or buf[-2:] != b"\n}":
+        return None
+    marker = b"\n" + unit + key_json + b": "
+    found = buf.find(marker)
+    if found < 0:
+        return None
+    start = found + len(marker)
+    # Only a top-level key starts after a newline and exactly one unit: the next one (or the
+    # closing brace) ends this value.
+    end = buf.find(b",\n" + unit + b'"', start)
+    return start, (len(buf) - 2 if end < 0 else end)
 
 
 def _check_byte(buf, index: int, expected: int) -> None:

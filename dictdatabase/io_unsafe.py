@@ -25,7 +25,7 @@ from typing import Any, Callable, ContextManager, Dict, NamedTuple, Optional, Tu
 
 import orjson
 
-from . import errors, indexing, io_bytes, utils
+from . import byte_codes, errors, indexing, io_bytes, utils
 from .configuration import config
 from .errors import CorruptedFileError, KeyNotFoundError, SerializationError
 from .indexing import FileFormat, IndexEntry, IndexState
@@ -474,25 +474,68 @@ def write(db_name: str, data: Any, *, fence: _Fence = _no_fence) -> None:
 
 
 def write_payload(files: utils.DbFiles, payload: bytes, *, fence: _Fence = _no_fence) -> None:
-    """Replace the database with already serialised bytes and remember their format."""
-    identity = io_bytes.replace_data(files, payload, compressed=config.use_compression, fence=fence)
+    """Replace the database with already serialised bytes (``serialize()`` output with the
+    current settings) and remember their format."""
+    compressed = config.use_compression
+    identity = io_bytes.replace_data(files, payload, compressed=compressed, fence=fence)
     if len(payload) >= SMALL_FILE_BYTES:
         # The file is canonical in the current format: the next index can use the fast scan.
         indexing.store(files, IndexState(identity, current_format(), None))
+    elif not compressed:
+        if len(_written_small) >= _WRITTEN_SMALL_FILES and files.json not in _written_small:
+            _written_small.clear()  # one atomic step (threads share it); next writes refill it
+        _written_small[files.json] = (payload, current_format())
+
+
+# ---------------------------------------------------------------------------------------
+# Key sessions on small files: splice the value when the bytes are known to be canonical
+
+#: json path -> (the bytes this process last wrote to that small plain file, their format)
+_written_small: Dict[str, Tuple[bytes, FileFormat]] = {}
+#: How many files :data:`_written_small` remembers (at most 64 KiB each).
+_WRITTEN_SMALL_FILES = 64
+
+
+def _splice_point(files: utils.DbFiles, found: io_bytes.SmallRead, key: str) -> Optional[_SplicePoint]:
+    """Where ``key``'s value is in the bytes of a small file, if they are the very bytes this
+    process last wrote there (then they are canonical in the format recorded with them, and a
+    splice equals a full write), and that format is indented; else ``None``.
+
+    Equal bytes are the proof, not file identities: whoever wrote the file since, a mismatch
+    only means a full parse. (The write checks that the settings still give that format.)
+    """
+    written = _written_small.get(files.json)
+    if written is None or written[0] != found.raw or found.path != files.json:
+        return None
+    file_format = written[1]
+    encoder, unit = file_format
+    if not unit:
+        return None
+    encodings = _key_encodings(key)  # (orjson's, json's) when they differ
+    key_json = encodings[0] if encoder == "orjson" else encodings[-1]
+    span = byte_codes.indented_value_span(found.raw, unit.encode(), key_json)
+    return None if span is None else (found.raw, span[0], span[1], file_format)
+
+
+#: The bytes of a canonical small file, ``[start, end)`` of one value in them, their format.
+_SplicePoint = Tuple[bytes, int, int, FileFormat]
 
 
 class PartialFileHandle(NamedTuple):
     """What a key session read: the database, the key, and the value (to be changed).
 
     For a small file, ``full`` is the whole parsed file (``value`` is ``full[key]``): the
-    write then serialises it again instead of reading the file a second time. The caller
-    holds the write lock between the read and the write, so the file cannot change.
+    write then serialises it again instead of reading the file a second time. When the
+    file's bytes are known canonical, only the value was parsed and ``splice_point`` says
+    where it is: the write then puts the new value's bytes in its place. The caller holds
+    the write lock between the read and the write, so the file cannot change.
     """
 
     db_name: str
     key: str
     value: Any
     full: Any = None
+    splice_point: Optional[_SplicePoint] = None
 
 
 def get_partial_file_handle(db_name: str, key: str) -> PartialFileHandle:
@@ -504,6 +547,11 @@ def read_for_key_write(files: utils.DbFiles, key: str) -> PartialFileHandle:
     """:func:`get_partial_file_handle` for a database whose paths the caller has at hand."""
     found = _small_file(files, shared=False)
     if found is not None and found.status == "read":
+        splice_point = _splice_point(files, found, key)
+        if splice_point is not None:
+            _, start, end, _ = splice_point
+            value = deserialize(found.raw[start:end], found.path)
+            return PartialFileHandle(files.name, key, value, None, splice_point)
         full = deserialize(_json_bytes(files, found), found.path)
         value = full.get(key, MISSING) if isinstance(full, dict) else MISSING
         if value is MISSING:
@@ -537,10 +585,18 @@ def write_key_of(
 ) -> None:
     """Store ``value`` under ``handle.key`` of the database ``handle`` was read from (its
     paths are ``files``); the caller has held the write lock since that read, so the whole
-    small file read then (``handle.full``) is still current and is written back changed."""
-    if handle.full is not None:
-        handle.full[handle.key] = value
-        write_payload(files, serialize(handle.full), fence=fence)
+    small file read then (``handle.full``, or its bytes) is still current and is written
+    back changed."""
+    full = handle.full
+    if handle.splice_point is not None:
+        raw, start, end, file_format = handle.splice_point
+        if file_format == current_format():
+            write_payload(files, raw[:start] + serialize_value(value, file_format) + raw[end:], fence=fence)
+            return
+        full = deserialize(raw, files.json)  # the settings changed since the read
+    if full is not None:
+        full[handle.key] = value
+        write_payload(files, serialize(full), fence=fence)
         return
     set_key(files, handle.key, value, fence=fence, timeout=timeout)
 
