@@ -34,7 +34,7 @@ import os
 import sys
 import time
 import zlib
-from typing import Callable, ContextManager, Dict, Iterator, NamedTuple, Optional, Tuple
+from typing import Callable, ContextManager, Dict, Iterator, NamedTuple, Optional, Tuple, Union
 
 import orjson
 
@@ -478,22 +478,24 @@ def replace_data(
     """
     target, other = (files.ddb, files.json) if compressed else (files.json, files.ddb)
     stored = compress(payload) if compressed else payload
-    return _commit_new_version(
-        files, target, len(stored), lambda fd: _write_all(fd, stored), fence, other=other
-    )
+    return _commit_new_version(files, target, len(stored), stored, fence, other=other)
+
+
+#: What a new version is made of: its bytes, or a function that writes them to a descriptor.
+_Fill = Union[bytes, Callable[[int], None]]
 
 
 def _commit_new_version(
     files: utils.DbFiles,
     target: str,
     length: int,
-    fill: Callable[[int], None],
+    fill: _Fill,
     fence: _FlockFence,
     *,
     other: Optional[str] = None,
 ) -> FileIdentity:
-    """Make ``length`` bytes written by ``fill(fd)`` the new version of ``target``, under the
-    caller's write lock; return its identity.
+    """Make ``length`` bytes, ``fill`` or written by ``fill(fd)``, the new version of
+    ``target``, under the caller's write lock; return its identity.
 
     Tries the lock's own spare without the guard first (:func:`_exchange_own_spare`), and
     otherwise commits inside the guard (:func:`_commit_through_spare`), where ``other`` (the
@@ -519,9 +521,7 @@ def _spare_of(guard: object, files: utils.DbFiles) -> str:
     return files.spare if own is None else own
 
 
-def _exchange_own_spare(
-    guard: object, target: str, length: int, fill: Callable[[int], None]
-) -> Optional[FileIdentity]:
+def _exchange_own_spare(guard: object, target: str, length: int, fill: _Fill) -> Optional[FileIdentity]:
     """Commit through the spare of the write lock behind ``guard`` without entering the
     guard; ``None`` if this fast path does not apply (nothing was changed then).
 
@@ -567,10 +567,13 @@ def _exchange_own_spare(
 _NO_EXCHANGE_ERRORS = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV)
 
 
-def _fill_new_version(fd: int, length: int, fill: Callable[[int], None]) -> FileIdentity:
+def _fill_new_version(fd: int, length: int, fill: _Fill) -> FileIdentity:
     """Write a new version into ``fd`` (from its start), cut it to ``length`` bytes and give
     it the current time in nanoseconds as its mtime, so that file identities do not repeat."""
-    fill(fd)
+    if type(fill) is bytes:
+        _write_all(fd, fill)
+    else:
+        fill(fd)
     stat = os.fstat(fd)
     # Truncate after writing, to the new length, and only when the old version was
     # longer: truncating to zero first would free and reallocate the blocks, which is
@@ -587,10 +590,10 @@ def _fill_new_version(fd: int, length: int, fill: Callable[[int], None]) -> File
 
 
 def _commit_through_spare(
-    files: utils.DbFiles, target: str, length: int, fill: Callable[[int], None], spare: str
+    files: utils.DbFiles, target: str, length: int, fill: _Fill, spare: str
 ) -> Tuple[FileIdentity, bool]:
-    """Write a new version of ``target``, ``length`` bytes written by ``fill(fd)`` from the
-    start of the file, and switch to it atomically.
+    """Write a new version of ``target``, ``length`` bytes (``fill``, or written by
+    ``fill(fd)`` from the start of the file), and switch to it atomically.
 
     Returns the new identity and whether an old version was replaced (if so, the other form
     of the file cannot exist: only one form ever exists outside a conversion).

@@ -753,30 +753,34 @@ def _open_kernel_file(folder: str) -> int:
     return fd
 
 
-def _kernel_fd(folder: str, tid: int) -> int:
-    """This thread's descriptor of the kernel lock (``flock`` excludes open descriptions, so
-    every thread needs its own)."""
-    fd = _kernel_fds.get((folder, tid))
+def _kernel_fd(key: Tuple[str, int]) -> int:
+    """The descriptor of the kernel lock for ``key`` = (private folder, thread id): ``flock``
+    excludes open descriptions, so every thread needs its own."""
+    fd = _kernel_fds.get(key)
     if fd is None:
-        fd = _open_kernel_file(folder)
+        fd = _open_kernel_file(key[0])
         if len(_kernel_fds) < _MAX_CACHED_KERNEL_FDS:
-            _kernel_fds[(folder, tid)] = fd
+            _kernel_fds[key] = fd
     return fd
 
 
-def _drop_kernel_fd(folder: str, tid: int, fd: int) -> None:
+def _drop_kernel_fd(key: Tuple[str, int], fd: int) -> None:
     """Close a descriptor that is not cached, or whose file was replaced."""
-    if _kernel_fds.get((folder, tid)) == fd:
-        del _kernel_fds[(folder, tid)]
+    if _kernel_fds.get(key) == fd:
+        del _kernel_fds[key]
     utils.untrack_lock_fd(fd)
     os.close(fd)
 
 
-def _put_back_kernel_fd(folder: str, tid: int, fd: int) -> None:
+def _put_back_kernel_fd(key: Tuple[str, int], fd: int) -> None:
     """Done with a descriptor that holds no lock: keep it if cached, else close it."""
-    if _kernel_fds.get((folder, tid)) != fd:
+    if _kernel_fds.get(key) != fd:
         utils.untrack_lock_fd(fd)
         os.close(fd)
+
+
+_TRY_EXCLUSIVE = fcntl.LOCK_EX | fcntl.LOCK_NB
+_TRY_SHARED = fcntl.LOCK_SH | fcntl.LOCK_NB
 
 
 def _try_kernel(lock: AbstractLock) -> bool:
@@ -785,16 +789,17 @@ def _try_kernel(lock: AbstractLock) -> bool:
     A kernel lock file whose lease was broken is replaced by a new file; a descriptor of the
     old one (link count 0) is dropped and the new file locked instead.
     """
-    operation = (fcntl.LOCK_EX if lock.mode == WRITE else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    operation = _TRY_EXCLUSIVE if lock.mode == WRITE else _TRY_SHARED
+    key = (lock.folder, lock._tid)  # noqa: SLF001 - same module
     for _ in range(3):
-        fd = _kernel_fd(lock.folder, lock._tid)  # noqa: SLF001 - same module
+        fd = _kernel_fd(key)
         try:
             fcntl.flock(fd, operation)
         except BlockingIOError:
             if os.fstat(fd).st_nlink > 0:
-                _put_back_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - same module
+                _put_back_kernel_fd(key, fd)
                 return False
-            _drop_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - same module
+            _drop_kernel_fd(key, fd)
             continue  # busy, but only the broken old file: try the new one
         stat = os.fstat(fd)
         if stat.st_nlink > 0:
@@ -807,7 +812,7 @@ def _try_kernel(lock: AbstractLock) -> bool:
                 utils.sweep_dead_temp_files(lock.folder)
             return True
         fcntl.flock(fd, fcntl.LOCK_UN)
-        _drop_kernel_fd(lock.folder, lock._tid, fd)  # noqa: SLF001 - same module
+        _drop_kernel_fd(key, fd)
     return False
 
 
@@ -910,21 +915,25 @@ class AbstractLock:
     _kernel = -1
     #: the spare file of this lock's kernel file (set when the lock is taken)
     _spare = ""
+    #: the current request: when it was made (monotonic ns), by which thread, its lock files
+    _order = 0
+    _tid = 0
+    _metas: Optional[Tuple[LockFileMeta, LockFileMeta]] = None
 
     def __init__(self, db_name: str) -> None:
-        self._for_files(utils.db_files(db_name))
-
-    def _for_files(self, files: utils.DbFiles) -> None:
+        files = utils.db_files(db_name)
         self.db_name = files.name
         self.folder = files.private
         self._new_request()
 
     @classmethod
     def internal(cls, files: utils.DbFiles, *, for_session: bool) -> AbstractLock:
-        """A lock the library takes for its own operations (not yet held): it shows as no
-        lock file (``visible`` is False), only in the kernel's lock table."""
+        """A lock the library takes for its own operations (not yet held, its request is
+        made by ``_lock()``): it shows as no lock file (``visible`` is False), only in the
+        kernel's lock table."""
         lock = cls.__new__(cls)
-        lock._for_files(files)  # noqa: SLF001 - the constructor of its own class
+        lock.db_name = files.name
+        lock.folder = files.private
         lock.visible = False
         lock.for_session = for_session
         return lock
@@ -932,7 +941,7 @@ class AbstractLock:
     def _new_request(self) -> None:
         self._order = time.monotonic_ns()
         self._tid = threading.get_ident()
-        self._metas: Optional[Tuple[LockFileMeta, LockFileMeta]] = None
+        self._metas = None
 
     def _request_files(self) -> Tuple[LockFileMeta, LockFileMeta]:
         metas = self._metas
@@ -1017,12 +1026,13 @@ class AbstractLock:
         if not self.held:
             return
         self.held = False
-        if _held.get((self.folder, self._tid)) is self:
-            del _held[(self.folder, self._tid)]
+        key = (self.folder, self._tid)
+        if _held.get(key) is self:
+            del _held[key]
         broken = self.visible and not _park_lock_file(self.folder, self._tid, self.has_lock.path)
         fd, self._kernel = self._kernel, -1
         fcntl.flock(fd, fcntl.LOCK_UN)
-        _put_back_kernel_fd(self.folder, self._tid, fd)
+        _put_back_kernel_fd(key, fd)
         if broken:
             utils.logger.warning(
                 "The %s lock of database %r had been broken by another process", self.mode, self.db_name
