@@ -561,9 +561,8 @@ def _anyone_waiting(folder: str) -> bool:
 
 def _wake_next(folder: str, db_name: str) -> None:
     """Wake the waiters that may now be granted: the earliest request, and if it is a read,
-    every read request before the next write request."""
-    if not _anyone_waiting(folder):
-        return
+    every read request before the next write request. (Callers first check that anybody
+    waits at all: :func:`_anyone_waiting`.)"""
     waiting = [lock for lock in _list_locks(db_name, folder) if lock.stage == NEED]
     for lock in waiting:
         if lock.mode == WRITE and lock is not waiting[0]:
@@ -665,34 +664,35 @@ class _LeaseKeeper:
 
     def __init__(self) -> None:
         self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._idle = True
+        #: the keeper thread, once started
+        self.thread: Optional[threading.Thread] = None
+        #: True while the keeper waits for a lock to be taken (then it needs waking)
+        self.idle = True
 
     def start(self) -> None:
-        """Start the keeper thread unless it runs. Called before a lock is taken: starting a
-        thread takes a few hundred microseconds, which a lock holder would make others wait."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="dictdatabase-lease-keeper", daemon=True)
-            self._thread.start()
+        """Start the keeper thread (callers check ``thread`` first). Called before a lock is
+        taken: starting a thread takes a few hundred microseconds, which a lock holder would
+        make others wait."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="dictdatabase-lease-keeper", daemon=True)
+            self.thread.start()
 
-    def add(self) -> None:
-        """Called after a lock was taken (``start()`` ran before): wake an idle keeper."""
-        if self._idle:
-            # Only an idle keeper needs waking; waking it on every lock would cost a thread
-            # switch per lock.
-            self._wake.set()
+    def wake(self) -> None:
+        """Called after a lock was taken while the keeper was ``idle``. (Only an idle keeper
+        needs waking; waking it on every lock would cost a thread switch per lock.)"""
+        self._wake.set()
 
     def _run(self) -> None:
         while True:
             # Mark idle *before* looking, so that a lock registered meanwhile either is seen
             # here or finds the keeper idle and wakes it.
-            self._idle = True
+            self.idle = True
             with _registry_lock:
                 locks = list(_held.values())
             if not locks:
                 self._wake.wait()
                 self._wake.clear()
-            self._idle = False
+            self.idle = False
             # Sleep before refreshing: most locks are released long before, and a keeper
             # that looked at once would wake up for every lock taken (a thread switch each).
             # A new lock is refreshed within two intervals, half the orphan timeout.
@@ -768,15 +768,12 @@ def _drop_kernel_fd(key: Tuple[str, int], fd: int) -> None:
     """Close a descriptor that is not cached, or whose file was replaced."""
     if _kernel_fds.get(key) == fd:
         del _kernel_fds[key]
+    _close_kernel_fd(fd)
+
+
+def _close_kernel_fd(fd: int) -> None:
     utils.untrack_lock_fd(fd)
     os.close(fd)
-
-
-def _put_back_kernel_fd(key: Tuple[str, int], fd: int) -> None:
-    """Done with a descriptor that holds no lock: keep it if cached, else close it."""
-    if _kernel_fds.get(key) != fd:
-        utils.untrack_lock_fd(fd)
-        os.close(fd)
 
 
 _TRY_EXCLUSIVE = fcntl.LOCK_EX | fcntl.LOCK_NB
@@ -792,12 +789,15 @@ def _try_kernel(lock: AbstractLock) -> bool:
     operation = _TRY_EXCLUSIVE if lock.mode == WRITE else _TRY_SHARED
     key = (lock.folder, lock._tid)  # noqa: SLF001 - same module
     for _ in range(3):
-        fd = _kernel_fd(key)
+        fd = _kernel_fds.get(key)
+        if fd is None:
+            fd = _kernel_fd(key)
         try:
             fcntl.flock(fd, operation)
         except BlockingIOError:
             if os.fstat(fd).st_nlink > 0:
-                _put_back_kernel_fd(key, fd)
+                if _kernel_fds.get(key) != fd:
+                    _close_kernel_fd(fd)  # not cached: done with it
                 return False
             _drop_kernel_fd(key, fd)
             continue  # busy, but only the broken old file: try the new one
@@ -979,7 +979,9 @@ class AbstractLock:
         if current is not None:
             raise LockError(_nested_message(self, current))
         self._new_request()
-        _keeper.start()
+        keeper = _keeper
+        if keeper.thread is None:
+            keeper.start()
         # The library's own locks first try without queueing (see _barge). Visible locks
         # always queue, which also clears lock files of dead owners.
         if self.visible or not ((not _anyone_waiting(self.folder) and _try_kernel(self)) or self._barge()):
@@ -990,7 +992,8 @@ class AbstractLock:
                 waiting.close()
         self.held = True
         _held[key] = self
-        _keeper.add()
+        if keeper.idle:
+            keeper.wake()
 
     def clear_leftovers(self) -> None:
         """Clear the leftovers mark, once the holder has cleaned up (under a write lock)."""
@@ -1032,12 +1035,14 @@ class AbstractLock:
         broken = self.visible and not _park_lock_file(self.folder, self._tid, self.has_lock.path)
         fd, self._kernel = self._kernel, -1
         fcntl.flock(fd, fcntl.LOCK_UN)
-        _put_back_kernel_fd(key, fd)
+        if _kernel_fds.get(key) != fd:
+            _close_kernel_fd(fd)  # not this thread's cached descriptor
         if broken:
             utils.logger.warning(
                 "The %s lock of database %r had been broken by another process", self.mode, self.db_name
             )
-        _wake_next(self.folder, self.db_name)
+        if _anyone_waiting(self.folder):
+            _wake_next(self.folder, self.db_name)
 
     def _refresh_lease(self) -> None:
         """Show that the owner is alive: bump the mtime of the kernel file (and lock file)."""
@@ -1331,7 +1336,8 @@ class _Waiter:
         if self.need_created:
             _park_lock_file(self.lock.folder, self.lock._tid, self.lock.need_lock.path)  # noqa: SLF001 - part of the lock
             self.need_created = False
-            _wake_next(self.lock.folder, self.lock.db_name)  # others may have waited behind us
+            if _anyone_waiting(self.lock.folder):
+                _wake_next(self.lock.folder, self.lock.db_name)  # others may have waited behind us
         if self.bell_fd >= 0:
             os.close(self.bell_fd)
             self.bell_fd = -1
