@@ -29,7 +29,7 @@ class DDBMethodChooser:
         self.path = path
         self.key = key
         self.where = where
-        self._is_folder = utils.has_glob(path)
+        self._is_folder = "*" in path and utils.has_glob(path)  # most names have no "*" at all
 
     def __repr__(self) -> str:
         extra = f", key={self.key!r}" if self.key is not None else ", where=..." if self.where else ""
@@ -219,16 +219,17 @@ def at(*path: PathPart, key: Optional[str] = None, where: Optional[Where] = None
     # One plain string is by far the most common call: it needs no joining.
     name = utils.normalize_name(path[0] if len(path) == 1 and type(path[0]) is str else _join(path))
     chooser = DDBMethodChooser(name, key, where)
-    if key is not None and where is not None:
-        msg = f"at({name!r}) takes key= or where=, not both"
-        raise TypeError(msg)
-    if key is not None and chooser._is_folder:  # noqa: SLF001 - same module
-        msg = f"at({name!r}) selects several files; key= needs a single file"
-        raise TypeError(msg)
-    if key is not None and not isinstance(key, str):
-        msg = f"key must be a str (JSON object keys are strings), got {key!r}"
-        raise TypeError(msg)
-    if where is not None and not callable(where):
+    if key is not None:
+        if where is not None:
+            msg = f"at({name!r}) takes key= or where=, not both"
+            raise TypeError(msg)
+        if chooser._is_folder:  # noqa: SLF001 - same module
+            msg = f"at({name!r}) selects several files; key= needs a single file"
+            raise TypeError(msg)
+        if not isinstance(key, str):
+            msg = f"key must be a str (JSON object keys are strings), got {key!r}"
+            raise TypeError(msg)
+    elif where is not None and not callable(where):
         msg = f"where must be a callable taking (key, value), got {where!r}"
         raise TypeError(msg)
     return chooser

@@ -51,13 +51,17 @@ def _cast(as_type: AsType, value: Any) -> Any:
 class SessionBase:
     """Common life cycle: enter (lock + read), ``write()``, close (release)."""
 
+    # Defaults as class attributes: a session is made per operation, so its constructor
+    # only sets what differs.
+    #: what the session yields (and ``write()`` stores)
+    data: Any = None
+    in_session = False
+    is_closed = False
+
     def __init__(self, db_name: str, as_type: AsType = None, *, optimistic: bool = False) -> None:
         self.db_name = utils.normalize_name(db_name)
         self.as_type = as_type
         self.optimistic = optimistic
-        self.data: Any = None
-        self.in_session = False
-        self.is_closed = False
         #: database name -> the write lock this session took for it
         self._locks: Dict[str, locking.AbstractLock] = {}
 
@@ -231,10 +235,13 @@ class SessionFileKey(SessionBase):
             # file cannot change, so the handle, with the whole small file read, stays valid.
             self._lock(files)
             handle = self._handle = io_unsafe.read_for_key_write(files, self.key)
-        self.data = _cast(self.as_type, handle.value)
+        # (_cast and _plain written out: this is the hot path of the commonest session)
+        self.data = handle.value if self.as_type is None else self.as_type(handle.value)
 
     def _write(self) -> None:
-        value = _plain(self.data)
+        value = self.data
+        if isinstance(value, PathDict):
+            value = value.data
         files = self._files
         if self._handle is not None:
             fence = self._own_fence(self.db_name)
