@@ -473,18 +473,24 @@ def write(db_name: str, data: Any, *, fence: _Fence = _no_fence) -> None:
     write_payload(files, serialize(data), fence=fence)
 
 
-def write_payload(files: utils.DbFiles, payload: bytes, *, fence: _Fence = _no_fence) -> None:
+def write_payload(
+    files: utils.DbFiles,
+    payload: bytes,
+    *,
+    fence: _Fence = _no_fence,
+    file_format: Optional[FileFormat] = None,
+) -> None:
     """Replace the database with already serialised bytes (``serialize()`` output with the
-    current settings) and remember their format."""
+    current settings, whose ``file_format`` the caller may pass) and remember their format."""
     compressed = config.use_compression
     identity = io_bytes.replace_data(files, payload, compressed=compressed, fence=fence)
     if len(payload) >= SMALL_FILE_BYTES:
         # The file is canonical in the current format: the next index can use the fast scan.
-        indexing.store(files, IndexState(identity, current_format(), None))
+        indexing.store(files, IndexState(identity, file_format or current_format(), None))
     elif not compressed:
         if len(_written_small) >= _WRITTEN_SMALL_FILES and files.json not in _written_small:
             _written_small.clear()  # one atomic step (threads share it); next writes refill it
-        _written_small[files.json] = (payload, current_format())
+        _written_small[files.json] = (payload, file_format or current_format())
 
 
 # ---------------------------------------------------------------------------------------
@@ -591,7 +597,8 @@ def write_key_of(
     if handle.splice_point is not None:
         raw, start, end, file_format = handle.splice_point
         if file_format == current_format():
-            write_payload(files, raw[:start] + serialize_value(value, file_format) + raw[end:], fence=fence)
+            payload = raw[:start] + serialize_value(value, file_format) + raw[end:]
+            write_payload(files, payload, fence=fence, file_format=file_format)
             return
         full = deserialize(raw, files.json)  # the settings changed since the read
     if full is not None:
