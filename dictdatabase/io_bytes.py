@@ -551,7 +551,8 @@ def _exchange_own_spare(guard: object, target: str, length: int, fill: _Fill) ->
     try:
         identity = _fill_new_version(fd, length, fill)
     finally:
-        _close_lock_fd(fd)
+        utils.untrack_lock_fd(fd)
+        os.close(fd)
     try:
         _exchange(spare, target)
     except OSError as error:

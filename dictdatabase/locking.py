@@ -804,7 +804,8 @@ def _try_kernel(lock: AbstractLock) -> bool:
         stat = os.fstat(fd)
         if stat.st_nlink > 0:
             lock._kernel = fd  # noqa: SLF001 - same module
-            lock._spare = _spare_path(lock.folder, stat.st_ino)  # noqa: SLF001 - same module
+            spare = _spare_paths.get((lock.folder, stat.st_ino))
+            lock._spare = spare or _spare_path(lock.folder, stat.st_ino)  # noqa: SLF001 - same module
             lock.leftovers = stat.st_size > 0
             if lock.leftovers:
                 # Temporary files were made since the mark was last cleared: remove those
