@@ -242,15 +242,24 @@ def _cached(files: utils.DbFiles, key: Optional[str], *, only_form: Optional[str
     entries = _cache.entries
     path = files.json
     value = entries.get((path, key)) if key is not None else None
-    whole = entries.get((path, None))
+    whole = entries.get((path, None)) if value is None else None
     if whole is None and value is None:
         return _NO_HIT
     current = io_bytes.current_stat_key(files) if only_form is None else io_bytes.stat_key(os.stat(only_form))
-    if value is not None and value[0] == current:
-        try:
-            return orjson.loads(value[1])
-        except orjson.JSONDecodeError:
-            return deserialize(value[1], path)  # parsed by the json module the first time
+    if value is not None:
+        if value[0] != current:
+            whole = entries.get((path, None))
+        else:
+            raw = value[1]
+            try:
+                found = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return deserialize(raw, path)  # parsed by the json module the first time
+            if raw[1:2] == b"\n":
+                # Cached as stored (indented) and now read again: keep it compact from now
+                # on, which costs one encoding and makes every later parse faster.
+                _cache_value(files, key, current, found)
+            return found
     if whole is None or whole[0] != current:
         return _NO_HIT
     data = deserialize(whole[1], path)

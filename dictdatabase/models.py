@@ -80,7 +80,9 @@ class DDBMethodChooser:
                 value = io_safe.recovering(
                     self.path, lambda: io_unsafe.lookup(files, self.key, shared=not force)
                 )
-            return None if value is io_unsafe.MISSING else _cast(as_type, value)
+            if value is io_unsafe.MISSING:
+                return None
+            return value if as_type is None else as_type(value)  # (_cast, on the hot path)
         data = io_safe.read(self.path, force=force)
         if data is None:
             return None

@@ -175,9 +175,9 @@ def db_files(db_name: str) -> DbFiles:
     Cached by (storage directory, working directory when it is relative, name), so the hot
     paths do not normalise names and join paths again and again.
     """
-    directory = config.storage_directory
-    absolute = directory.startswith("/") if isinstance(directory, str) else os.path.isabs(directory)
-    cache_key = (directory, "" if absolute else os.getcwd(), db_name)
+    directory = config.storage_directory  # a str: the setting turns path objects into str
+    # A relative directory is another folder after a chdir: then the key holds the cwd too.
+    cache_key = (directory, db_name) if directory[:1] == "/" else (directory, os.getcwd(), db_name)
     found = _files_cache.get(cache_key)
     if found is None:
         if len(_files_cache) >= 8192:

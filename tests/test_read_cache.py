@@ -83,14 +83,31 @@ def test_an_outside_edit_of_the_same_size_with_the_mtime_restored_is_seen(size):
     assert DDB.at("db").read()["name"] == "Bob"
 
 
-def test_both_forms_are_still_reported_on_a_warm_cache():
+@pytest.mark.parametrize("first_compressed", [False, True], ids=["json-then-ddb", "ddb-then-json"])
+def test_both_forms_left_by_a_conversion_are_still_reported_on_a_warm_cache(monkeypatch, first_compressed):
+    """A writer that dies while converting (the new form in place, the old one not yet
+    removed) leaves both forms. A warm cache does not look for the other form on every hit:
+    the conversion changed the old form's stat key before it made the new one."""
+    DDB.config.use_compression = first_compressed
     DDB.at("db").create({"a": 1})
     assert DDB.at("db", key="a").read() == 1
-    assert DDB.at("db", key="a").read() == 1
-    with open(os.path.join(DDB.config.storage_directory, "db.ddb"), "wb") as handle:
-        handle.write(b"x")
+    assert DDB.at("db", key="a").read() == 1  # now from the cache
+    DDB.config.use_compression = not first_compressed
+
+    def crash(path, *args, **kwargs):
+        raise KeyboardInterrupt  # the process dies before the old form is removed
+
+    monkeypatch.setattr(os, "unlink", crash)
+    with pytest.raises(KeyboardInterrupt):
+        DDB.at("db").create({"a": 2}, force_overwrite=True)
+    monkeypatch.undo()
+    names = sorted(os.listdir(DDB.config.storage_directory))
+    assert "db.json" in names
+    assert "db.ddb" in names
     with pytest.raises(errors.FileExistsError):
         DDB.at("db", key="a").read()
+    with pytest.raises(errors.FileExistsError):
+        DDB.at("db").read()
 
 
 def test_a_deleted_file_is_not_served():
@@ -147,3 +164,23 @@ def test_a_warm_folder_read_sees_changed_documents():
     assert DDB.at("docs", "*").read() == {"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}}
     os.unlink(os.path.join(DDB.config.storage_directory, "docs", "a.json"))
     assert DDB.at("docs", "*").read() == {"b": {"n": 2}, "c": {"n": 3}}
+
+
+def test_a_value_read_again_is_kept_compact():
+    """The first read of a large file caches the value's bytes as stored (indented); the
+    second stores them compact; every read returns the same, fresh value."""
+    value = {"list": [1, 2.5, "é"], "nested": {"s": 'a"b', "empty": {}}}
+    DDB.at("db").create(dict(PADDING, counter=value))
+    path = os.path.join(DDB.config.storage_directory, "db.json")
+
+    def cached_bytes() -> bytes:
+        return io_unsafe._cache.entries[(path, "counter")][1]
+
+    assert DDB.at("db", key="counter").read() == value
+    assert cached_bytes()[1:2] == b"\n"  # as stored
+    assert DDB.at("db", key="counter").read() == value
+    assert b"\n" not in cached_bytes()  # compact now
+    for _ in range(3):
+        read = DDB.at("db", key="counter").read()
+        assert read == value
+        read["list"].append(0)  # callers may change what they get
