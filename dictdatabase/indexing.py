@@ -36,6 +36,8 @@ FileFormat = Tuple[str, Optional[str]]
 _VERSION = 2
 #: Pending shifts an index keeps before it applies them to every entry.
 _MAX_SHIFTS = 64
+#: Changed entries an index keeps apart before it copies them into a new base.
+_MAX_CHANGED = 64
 _MEMORY_SLOTS = 256
 # During a scan through mmap, give pages back every this many bytes.
 _RELEASE_EVERY = 16 << 20
@@ -61,7 +63,7 @@ class IndexState:
     in anyway).
     """
 
-    __slots__ = ("_base", "_shifts", "file_format", "identity")
+    __slots__ = ("_base", "_changed", "_shifts", "file_format", "identity")
 
     def __init__(
         self,
@@ -70,14 +72,19 @@ class IndexState:
         entries: Optional[Dict[str, IndexEntry]],
         shifts: Tuple[Tuple[int, int], ...] = (),
         generations: Optional[Dict[str, Tuple[IndexEntry, int]]] = None,
+        changed: Optional[Dict[str, Tuple[IndexEntry, int]]] = None,
     ) -> None:
         self.identity = identity
         self.file_format = file_format
         #: key -> (entry, number of shifts that already apply to it); None until a scan
-        #: fills it, then it holds *every* top-level key
+        #: fills it, then it holds *every* top-level key. Shared by the states that
+        #: :meth:`with_change` derives, so it is never changed.
         self._base = generations
         if self._base is None and entries is not None:
             self._base = {key: (entry, 0) for key, entry in entries.items()}
+        #: the same for the keys changed since ``_base`` was made: a change copies this small
+        #: dict instead of the whole index (``_MAX_CHANGED`` changes are folded in at once)
+        self._changed = changed if changed is not None else {}
         self._shifts = shifts
 
     @property
@@ -87,9 +94,11 @@ class IndexState:
 
     def get(self, key: str) -> Optional[IndexEntry]:
         """The current entry of ``key`` (pending shifts applied), or ``None``."""
-        stored = self._base.get(key) if self._base is not None else None
+        stored = self._changed.get(key)
         if stored is None:
-            return None
+            stored = self._base.get(key) if self._base is not None else None
+            if stored is None:
+                return None
         entry, generation = stored
         start, end = entry.start, entry.end
         for frm, delta in self._shifts[generation:]:
@@ -113,12 +122,14 @@ class IndexState:
         """The index after ``key``'s value became ``new_entry``: values that started after
         ``old_start`` move by the change of the value's end."""
         old = self.get(key)
-        base = dict(self._base)
         shifts = self._shifts
         if old is not None and new_entry.end != old.end:
             shifts = (*shifts, (old_start, new_entry.end - old.end))
-        base[key] = (new_entry, len(shifts))
-        state = IndexState(identity, self.file_format, None, shifts, base)
+        base = self._base  # a complete index (callers only change keys they found in it)
+        changed = {**self._changed, key: (new_entry, len(shifts))}
+        if len(changed) > _MAX_CHANGED or key not in base:
+            base, changed = {**base, **changed}, {}
+        state = IndexState(identity, self.file_format, None, shifts, base, changed)
         if len(shifts) > _MAX_SHIFTS:
             return IndexState(identity, self.file_format, state.entries)
         return state

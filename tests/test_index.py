@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,8 @@ from ddb_test_helpers import (
 )
 
 import dictdatabase as DDB
-from dictdatabase import indexing
+from dictdatabase import byte_codes, indexing
+from dictdatabase.io_bytes import FileIdentity
 
 
 def make_data(tag: str, *, large: bool, n: int = 40) -> dict:
@@ -405,3 +407,48 @@ def test_external_edit_same_size_moving_value_boundaries(large, keep_mtime):
     edited = json.loads(edited_content)
     assert (edited["k030"], edited["k031"]) == ("x", "yyyyyyyy")
     read_all_keys("db", edited)
+
+
+# ---------------------------------------------------------------------------
+# An index followed through many changes equals a fresh scan of the changed bytes
+
+
+def _scan_spans(raw: bytes) -> dict:
+    return {
+        byte_codes.decode_key(raw, key_start, key_end): (value_start, value_end)
+        for key_start, key_end, value_start, value_end in byte_codes.iter_top_level_items(raw)
+    }
+
+
+def test_an_index_followed_through_many_changes_matches_a_fresh_scan():
+    """More changes than the index keeps apart (``_MAX_CHANGED``) and more length changes
+    than it keeps as pending shifts (``_MAX_SHIFTS``): after every change, every entry, the
+    full entry list and a snapshot read back all agree with a scan of the changed bytes."""
+    rng = random.Random(7)
+    data = {f"k{i:03d}": "v" * rng.randrange(1, 30) for i in range(120)}
+    raw = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    spans = _scan_spans(raw)
+    state = indexing.IndexState(
+        FileIdentity(1, len(raw), 0),
+        ("orjson", "  "),
+        {key: indexing.IndexEntry(s, e, 1, "  ", zlib.crc32(raw[s:e])) for key, (s, e) in spans.items()},
+    )
+    for step in range(1, 300):
+        key = rng.choice(sorted(data))
+        # Mostly the same length (no shift), sometimes longer or shorter.
+        length = len(data[key]) if rng.random() < 0.5 else rng.randrange(1, 30)
+        data[key] = rng.choice("abc") * length
+        value = orjson.dumps(data[key])
+        start, end = state.get(key).start, state.get(key).end
+        raw = raw[:start] + value + raw[end:]
+        entry = indexing.IndexEntry(start, start + len(value), 1, "  ", zlib.crc32(value))
+        state = indexing.shifted(state, key, entry, FileIdentity(1, len(raw), step))
+        spans = _scan_spans(raw)
+        for name, (s, e) in spans.items():
+            found = state.get(name)
+            assert (found.start, found.end) == (s, e), (step, name)
+            assert found.value_hash == zlib.crc32(raw[s:e])
+        assert [(x.start, x.end) for x in state.entries.values()] == list(spans.values())
+        assert list(state.entries) == list(spans)
+    again = indexing.IndexState.from_bytes(state.to_bytes())
+    assert again.entries == state.entries
