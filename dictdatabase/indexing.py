@@ -18,6 +18,7 @@ full write with the current settings), and only then may the fast line scanner b
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections import OrderedDict
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -301,7 +302,10 @@ def build(data_file: DataFile, file_format: Optional[FileFormat]) -> IndexState:
     """Scan the file once and index every top-level key. Raises ``ValueError`` on bad JSON.
 
     When ``file_format`` is known (this library wrote the file) and indented, the fast line
-    scanner is used; otherwise, or if the layout surprises it, the full scanner.
+    scanner is used. When it is not known (no index recorded it: another program wrote the
+    file, or the index was lost) and the file looks indented, the fast scanner is tried too,
+    and every value it finds is parsed to prove the split right (:func:`_scan_checked`).
+    Otherwise, or if the layout surprises it, the full scanner runs.
     """
     unit = file_format[1] if file_format else None
     with data_file.scan_view() as (buffer, release):
@@ -314,6 +318,8 @@ def build(data_file: DataFile, file_format: Optional[FileFormat]) -> IndexState:
             except ValueError:
                 utils.logger.debug("File %r does not have the recorded layout; full scan", data_file.path)
                 file_format = None
+        elif file_format is None:
+            entries = _scan_checked(buffer, release)
         if entries is None:
             entries = _scan(buffer, release, byte_codes.iter_top_level_items(buffer))
     state = IndexState(data_file.identity, file_format, entries)
@@ -321,7 +327,37 @@ def build(data_file: DataFile, file_format: Optional[FileFormat]) -> IndexState:
     return state
 
 
-def _scan(buffer, release, spans) -> Dict[str, IndexEntry]:
+#: The first line of an indented object: ``{``, a newline, one indent unit, a key's quote.
+_INDENTED_START = re.compile(rb'\{\n( +|\t+)"')
+#: Values up to this size are parsed to check a scan of a file of unknown layout.
+_CHECK_BY_PARSING_MAX = 1 << 20
+
+
+def _scan_checked(buffer, release) -> Optional[Dict[str, IndexEntry]]:
+    """The fast line scan of a file whose layout nobody recorded, or ``None`` when it does
+    not apply or its result cannot be proven right.
+
+    The fast scanner splits at every newline followed by one indent unit and a quote. In a
+    file that is not consistently indented, such a line may lie inside a value, or a key may
+    not start such a line. Either way some value span then holds unbalanced brackets or more
+    than one value, so it is not valid JSON: each span is parsed (they are small; a span over
+    ``_CHECK_BY_PARSING_MAX`` sends the file to the full scanner instead).
+    """
+    first_line = _INDENTED_START.match(bytes(buffer[:64]))
+    if first_line is None:
+        return None
+    try:
+        return _scan(
+            buffer,
+            release,
+            byte_codes.iter_indented_top_level_items(buffer, first_line.group(1)),
+            check=True,
+        )
+    except ValueError:  # orjson's JSONDecodeError is one, too
+        return None
+
+
+def _scan(buffer, release, spans, *, check: bool = False) -> Dict[str, IndexEntry]:
     entries: Dict[str, IndexEntry] = {}
     released = 0
     level = 1
@@ -330,7 +366,13 @@ def _scan(buffer, release, spans) -> Dict[str, IndexEntry]:
         if unit is None:
             level, unit = utils.detect_indentation_in_json_bytes(buffer, key_start)
         key = byte_codes.decode_key(buffer, key_start, key_end)
-        value_hash = zlib.crc32(buffer[value_start:value_end])
+        value_bytes = buffer[value_start:value_end]
+        if check:
+            if value_end - value_start > _CHECK_BY_PARSING_MAX:
+                msg = "a value too large to check by parsing"
+                raise ValueError(msg)
+            orjson.loads(value_bytes)
+        value_hash = zlib.crc32(value_bytes)
         entries[key] = IndexEntry(value_start, value_end, level, unit, value_hash)
         if value_end - released >= _RELEASE_EVERY:
             release(value_end)
