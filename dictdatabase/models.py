@@ -98,9 +98,13 @@ class DDBMethodChooser:
         shared = not force
         for name, listed in sorted(utils.find_all_forms(self.path).items()):
             files = utils.db_files(name)
-            data = io_safe.recovering(
-                name, lambda files=files, listed=listed: io_unsafe.load_listed(files, listed, shared=shared)
-            )
+            try:  # (io_safe.recovering, written out: this runs once per document)
+                data = io_unsafe.load_listed(files, listed, shared=shared)
+            except io_bytes.JournalPending:
+                data = io_safe.recovering(
+                    name,
+                    lambda files=files, listed=listed: io_unsafe.load_listed(files, listed, shared=shared),
+                )
             if data is io_unsafe.MISSING:
                 continue  # deleted while we were reading the folder
             stem = name.rpartition("/")[2]

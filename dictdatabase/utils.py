@@ -374,8 +374,14 @@ def find_all_forms(pattern: str) -> Dict[str, Tuple[bool, bool]]:
     matcher = re.compile(".*".join(re.escape(part) for part in file_pattern.split("*")), re.DOTALL)
     found: Dict[str, Tuple[bool, bool]] = {}
     for entry in entries:
-        stem, suffix = os.path.splitext(entry)
-        if suffix not in (JSON_SUFFIX, DDB_SUFFIX) or not stem:
+        # (Not os.path.splitext: this loop runs once per file of the folder.)
+        if entry.endswith(JSON_SUFFIX):
+            stem, suffix = entry[: -len(JSON_SUFFIX)], JSON_SUFFIX
+        elif entry.endswith(DDB_SUFFIX):
+            stem, suffix = entry[: -len(DDB_SUFFIX)], DDB_SUFFIX
+        else:
+            continue
+        if not stem.strip("."):  # no name, or only dots (as os.path.splitext sees it)
             continue
         if folder == "" and stem == PRIVATE_FOLDER:
             continue
