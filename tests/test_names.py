@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from ddb_test_helpers import json_path, padding_size, raw_json, storage_dir
 
@@ -169,3 +171,14 @@ def test_backslash_name_is_the_same_database_as_slash_name():
     DDB.at("a\\b").create({"v": 1})
     assert DDB.at("a/b").read() == {"v": 1}
     assert DDB.at("a", "b", key="v").read() == 1
+
+
+def test_a_folder_listing_sees_names_as_splitext_would():
+    """File names that are only dots and a suffix name no database; dots elsewhere are part
+    of the name; other files are not databases."""
+    DDB.at("f", "plain").create({"n": 1})
+    folder = os.path.join(DDB.config.storage_directory, "f")
+    for odd in ("..json", "...ddb", ".json", ".ddb", "notes.txt", "a.b.json", ".hidden.json"):
+        with open(os.path.join(folder, odd), "wb") as handle:
+            handle.write(b'{"odd": true}')
+    assert sorted(DDB.at("f", "*").read()) == [".hidden", "a.b", "plain"]
