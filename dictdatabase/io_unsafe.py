@@ -119,7 +119,19 @@ def _reject_non_str_keys(data: Any) -> None:
 
 
 def deserialize(raw: bytes, path: str) -> Any:
-    """Parse JSON bytes; raise :class:`errors.CorruptedFileError` naming ``path``."""
+    """Parse JSON bytes; raise :class:`errors.CorruptedFileError` naming ``path``.
+
+    orjson reads an integer beyond 64 bits as an inexact float. orjson cannot write such
+    integers (it refuses them), but the json module can: with ``use_orjson = False``, bytes
+    that hold a run of 19 or more digits are parsed by the json module, which keeps every
+    integer exact. (With orjson, reading a file that another program wrote with such
+    integers gives floats; see the README's limits.)
+    """
+    if not config.use_orjson and _may_hold_big_integers(raw):
+        try:
+            return json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError):
+            pass  # orjson below names the problem
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -134,6 +146,16 @@ def deserialize(raw: bytes, path: str) -> Any:
     raise CorruptedFileError(
         path, f"invalid JSON: {first_error}", pos=getattr(first_error, "pos", 0)
     ) from None
+
+
+#: Digits to ``0``, every other byte to a space: a run of 19 zeros then marks 19 digits.
+_DIGITS_TO_ZERO = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+
+
+def _may_hold_big_integers(raw: bytes) -> bool:
+    """Does ``raw`` hold 19 digits in a row (an integer that may not fit in 64 bits, or
+    digits inside a string: the caller then just parses more slowly)?"""
+    return b"0000000000000000000" in raw.translate(_DIGITS_TO_ZERO)
 
 
 def _reject_constant(name: str) -> Any:
@@ -251,6 +273,8 @@ def _cached(files: utils.DbFiles, key: Optional[str], *, only_form: Optional[str
             whole = entries.get((path, None))
         else:
             raw = value[1]
+            if not config.use_orjson:
+                return deserialize(raw, path)  # it keeps integers beyond 64 bits exact
             try:
                 found = orjson.loads(raw)
             except orjson.JSONDecodeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import zlib
 
 import pytest
@@ -303,3 +304,29 @@ def test_both_forms_present_session_is_file_exists_and_writes_nothing(both_forms
         data["x"] = 1
         session.write()
     assert (json_path("db").read_bytes(), ddb_path("db").read_bytes()) == before
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+def test_integers_beyond_64_bits_round_trip_with_the_json_encoder(large):
+    """orjson reads such integers as floats; with use_orjson = False (the encoder that can
+    write them) every read, cached or not, and every session keeps them exact."""
+    DDB.config.use_orjson = False
+    big = {"pos": 2**70, "neg": -(2**63) - 1, "u64": 2**64 - 1, "text": "1234567890123456789012"}
+    data = {"big": big, "n": 1}
+    if large:
+        data["pad"] = ["x" * 100] * (padding_size() // 100 + 1)
+    DDB.at("ints").create(data)
+    for _ in range(3):  # the later reads come from the read cache
+        assert DDB.at("ints", key="big").read() == big
+        assert DDB.at("ints").read()["big"] == big
+    assert DDB.at("*").read()["ints"]["big"] == big
+    with DDB.at("ints", key="big").session() as (session, value):
+        value["pos"] += 1
+        session.write()
+    with DDB.at("ints").session() as (session, whole):
+        whole["n"] += 1
+        session.write()
+    stored = json.loads(raw_json("ints"))
+    assert stored["big"] == {**big, "pos": 2**70 + 1}
+    assert type(stored["big"]["pos"]) is int
+    assert stored["n"] == 2
