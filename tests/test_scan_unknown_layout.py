@@ -9,9 +9,9 @@ import os
 
 import orjson
 from ddb_test_helpers import padding_size
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_partial_property import documents, key_text, nested_keys_of
+from test_partial_property import SETTINGS, documents, key_text, nested_keys_of
 
 import dictdatabase as DDB
 from dictdatabase import indexing, io_unsafe, utils
@@ -54,12 +54,7 @@ def _padded(doc: dict) -> dict:
     return {**doc, "zz_pad": ["x" * 100] * (padding_size() // 100 + 1)}
 
 
-@settings(
-    max_examples=120,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(SETTINGS, max_examples=120)
 @given(
     doc=documents(),
     unit=st.sampled_from(["  ", "    ", "\t", " "]),

@@ -14,9 +14,17 @@ import os
 import orjson
 import pytest
 from ddb_test_helpers import INDENTS, canonical_bytes, raw_json
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_partial_property import containers, documents, key_text, make_change, nested_keys_of, scalars
+from test_partial_property import (
+    SETTINGS,
+    containers,
+    documents,
+    key_text,
+    make_change,
+    nested_keys_of,
+    scalars,
+)
 
 import dictdatabase as DDB
 from dictdatabase import byte_codes, errors, io_unsafe, utils
@@ -151,12 +159,7 @@ def _child_bumps(storage: str) -> None:
     _bump(NAME, "b")
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(SETTINGS, max_examples=60)
 @given(
     doc=documents(),
     use_orjson=st.booleans(),
