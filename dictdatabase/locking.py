@@ -314,9 +314,7 @@ def _gate_acquire(
     ``flock`` only excludes other open file descriptions, so the threads of this process,
     which share one cached descriptor, also take a thread lock.
     """
-    handle = None if verify else _gates.get(folder)
-    if handle is None:
-        handle = _gate_handle(folder, verify=verify)
+    handle = _gate_handle(folder, verify=verify)
     fd, thread_lock = handle
     if not thread_lock.acquire(False) and not thread_lock.acquire(
         timeout=max(0.0, deadline - time.monotonic())
@@ -561,8 +559,9 @@ def _anyone_waiting(folder: str) -> bool:
 
 def _wake_next(folder: str, db_name: str) -> None:
     """Wake the waiters that may now be granted: the earliest request, and if it is a read,
-    every read request before the next write request. (Callers first check that anybody
-    waits at all: :func:`_anyone_waiting`.)"""
+    every read request before the next write request."""
+    if not _anyone_waiting(folder):
+        return
     waiting = [lock for lock in _list_locks(db_name, folder) if lock.stage == NEED]
     for lock in waiting:
         if lock.mode == WRITE and lock is not waiting[0]:
@@ -789,9 +788,7 @@ def _try_kernel(lock: AbstractLock) -> bool:
     operation = _TRY_EXCLUSIVE if lock.mode == WRITE else _TRY_SHARED
     key = (lock.folder, lock._tid)  # noqa: SLF001 - same module
     for _ in range(3):
-        fd = _kernel_fds.get(key)
-        if fd is None:
-            fd = _kernel_fd(key)
+        fd = _kernel_fd(key)
         try:
             fcntl.flock(fd, operation)
         except BlockingIOError:
@@ -804,8 +801,7 @@ def _try_kernel(lock: AbstractLock) -> bool:
         stat = os.fstat(fd)
         if stat.st_nlink > 0:
             lock._kernel = fd  # noqa: SLF001 - same module
-            spare = _spare_paths.get((lock.folder, stat.st_ino))
-            lock._spare = spare or _spare_path(lock.folder, stat.st_ino)  # noqa: SLF001 - same module
+            lock._spare = _spare_path(lock.folder, stat.st_ino)  # noqa: SLF001 - same module
             lock.leftovers = stat.st_size > 0
             if lock.leftovers:
                 # Temporary files were made since the mark was last cleared: remove those
@@ -1042,8 +1038,7 @@ class AbstractLock:
             utils.logger.warning(
                 "The %s lock of database %r had been broken by another process", self.mode, self.db_name
             )
-        if _anyone_waiting(self.folder):
-            _wake_next(self.folder, self.db_name)
+        _wake_next(self.folder, self.db_name)
 
     def _refresh_lease(self) -> None:
         """Show that the owner is alive: bump the mtime of the kernel file (and lock file)."""
@@ -1337,8 +1332,7 @@ class _Waiter:
         if self.need_created:
             _park_lock_file(self.lock.folder, self.lock._tid, self.lock.need_lock.path)  # noqa: SLF001 - part of the lock
             self.need_created = False
-            if _anyone_waiting(self.lock.folder):
-                _wake_next(self.lock.folder, self.lock.db_name)  # others may have waited behind us
+            _wake_next(self.lock.folder, self.lock.db_name)  # others may have waited behind us
         if self.bell_fd >= 0:
             os.close(self.bell_fd)
             self.bell_fd = -1
