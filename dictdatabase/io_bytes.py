@@ -557,8 +557,7 @@ def _exchange_own_spare(guard: object, target: str, length: int, fill: _Fill) ->
     try:
         identity = _fill_new_version(fd, length, fill)
     finally:
-        utils.untrack_lock_fd(fd)
-        os.close(fd)
+        _close_lock_fd(fd)
     try:
         _exchange(spare, target)
     except OSError as error:
@@ -577,12 +576,10 @@ _NO_EXCHANGE_ERRORS = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV
 def _fill_new_version(fd: int, length: int, fill: _Fill) -> FileIdentity:
     """Write a new version into ``fd`` (from its start), cut it to ``length`` bytes and give
     it the current time in nanoseconds as its mtime, so that file identities do not repeat."""
-    if type(fill) is not bytes:
-        fill(fd)
+    if type(fill) is bytes:
+        _write_all(fd, fill)
     else:
-        written = os.write(fd, fill)  # one call writes it all, except for huge data or signals
-        if written < length:
-            _write_all(fd, fill[written:])
+        fill(fd)
     stat = os.fstat(fd)
     # Truncate after writing, to the new length, and only when the old version was
     # longer: truncating to zero first would free and reallocate the blocks, which is

@@ -118,12 +118,11 @@ def acquire_for_session(files: utils.DbFiles) -> Optional[locking.AbstractLock]:
     # The kernel lock alone: no lock file to create and remove.
     lock = locking.WriteLock.internal(files, for_session=True)
     lock._lock()  # noqa: SLF001 - the spec's lock API
-    if lock.leftovers:
-        try:
-            _clean_up(files, lock)
-        except BaseException:
-            lock._unlock()  # noqa: SLF001 - the spec's lock API
-            raise
+    try:
+        _clean_up(files, lock)
+    except BaseException:
+        lock._unlock()  # noqa: SLF001 - the spec's lock API
+        raise
     return lock
 
 
