@@ -257,10 +257,10 @@ _NO_HIT = object()
 
 def _cached(files: utils.DbFiles, key: Optional[str], *, only_form: Optional[str] = None) -> Any:
     """The whole file (``key`` ``None``) or ``key``'s value (``MISSING`` if the file has no
-    such key) from cached bytes, or ``_NO_HIT``. A hit costs two ``stat``-like calls and the
-    parse (one, when a folder listing showed that ``only_form`` is the file's only form); a
-    miss with nothing cached for the file costs no system call. Raises ``FileNotFoundError``
-    when ``only_form`` is gone. (This is the hot path of every warm read, hence flat.)"""
+    such key) from cached bytes, or ``_NO_HIT``. A hit costs one ``stat`` and the parse (see
+    ``io_bytes.current_stat_key``); a miss with nothing cached for the file costs no system
+    call. Raises ``FileNotFoundError`` when ``only_form`` (the file's only form, as a folder
+    listing showed) is gone. (This is the hot path of every warm read, hence flat.)"""
     entries = _cache.entries
     path = files.json
     value = entries.get((path, key)) if key is not None else None
@@ -273,12 +273,7 @@ def _cached(files: utils.DbFiles, key: Optional[str], *, only_form: Optional[str
             whole = entries.get((path, None))
         else:
             raw = value[1]
-            if not config.use_orjson:
-                return deserialize(raw, path)  # it keeps integers beyond 64 bits exact
-            try:
-                found = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                return deserialize(raw, path)  # parsed by the json module the first time
+            found = deserialize(raw, path)
             if raw[1:2] == b"\n":
                 # Cached as stored (indented) and now read again: keep it compact from now
                 # on, which costs one encoding and makes every later parse faster.
@@ -544,7 +539,7 @@ def _splice_point(files: utils.DbFiles, found: io_bytes.SmallRead, key: str) -> 
     only means a full parse. (The write checks that the settings still give that format.)
     """
     written = _written_small.get(files.json)
-    if written is None or written[0] != found.raw or found.path != files.json:
+    if written is None or found.path != files.json or written[0] != found.raw:
         return None
     file_format = written[1]
     encoder, unit = file_format
