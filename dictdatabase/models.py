@@ -29,7 +29,7 @@ class DDBMethodChooser:
         self.path = path
         self.key = key
         self.where = where
-        self._is_folder = "*" in path and utils.has_glob(path)  # most names have no "*" at all
+        self._is_folder = utils.has_glob(path)
 
     def __repr__(self) -> str:
         extra = f", key={self.key!r}" if self.key is not None else ", where=..." if self.where else ""
@@ -80,9 +80,7 @@ class DDBMethodChooser:
                 value = io_safe.recovering(
                     self.path, lambda: io_unsafe.lookup(files, self.key, shared=not force)
                 )
-            if value is io_unsafe.MISSING:
-                return None
-            return value if as_type is None else as_type(value)  # (_cast, on the hot path)
+            return None if value is io_unsafe.MISSING else _cast(as_type, value)
         data = io_safe.read(self.path, force=force)
         if data is None:
             return None

@@ -235,13 +235,10 @@ class SessionFileKey(SessionBase):
             # file cannot change, so the handle, with the whole small file read, stays valid.
             self._lock(files)
             handle = self._handle = io_unsafe.read_for_key_write(files, self.key)
-        # (_cast and _plain written out: this is the hot path of the commonest session)
-        self.data = handle.value if self.as_type is None else self.as_type(handle.value)
+        self.data = _cast(self.as_type, handle.value)
 
     def _write(self) -> None:
-        value = self.data
-        if isinstance(value, PathDict):
-            value = value.data
+        value = _plain(self.data)
         files = self._files
         if self._handle is not None:
             fence = self._own_fence(self.db_name)
